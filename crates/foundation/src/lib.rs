@@ -1,0 +1,24 @@
+//! Foundation: building blocks for reliable services that call AI model
+//! providers and other rate-limited, bursty, failure-prone upstreams.
+//!
+//! This umbrella crate re-exports each Foundation crate behind a feature of the
+//! same name; `full` enables all of them. Depend on a single crate
+//! (`foundation-ratelimit`, …) when that is all you need.
+//!
+//! ```
+//! use foundation::core::{ErrorKind, Tokens};
+//!
+//! assert!(ErrorKind::Transient.is_retryable());
+//! assert_eq!(Tokens::new(3).get(), 3);
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | crate |
+//! |---|---|
+//! | (always) | [`core`] = `foundation-core` |
+//! | `full` | every capability below |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// Shared vocabulary: error classification, clocks, units, configuration.
+pub use foundation_core as core;

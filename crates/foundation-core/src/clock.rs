@@ -24,6 +24,32 @@ use std::time::{Duration, Instant};
 /// A monotonic time source.
 ///
 /// Implementations must be monotonic: `now()` never goes backwards.
+/// Take a `Clock` (or a [`SharedClock`]) wherever time-based logic must be
+/// testable without sleeping:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use foundation_core::{Clock, ManualClock, SharedClock, SystemClock};
+///
+/// struct Cooldown { clock: SharedClock, until: Instant }
+///
+/// impl Cooldown {
+///     fn new(clock: SharedClock, period: Duration) -> Self {
+///         let until = clock.now() + period;
+///         Self { clock, until }
+///     }
+///     fn ready(&self) -> bool { self.clock.now() >= self.until }
+/// }
+///
+/// let manual = ManualClock::new();
+/// let c = Cooldown::new(std::sync::Arc::new(manual.clone()), Duration::from_secs(5));
+/// assert!(!c.ready());
+/// manual.advance(Duration::from_secs(5));
+/// assert!(c.ready());
+///
+/// // In production: the system clock.
+/// let _prod = Cooldown::new(std::sync::Arc::new(SystemClock), Duration::from_secs(5));
+/// ```
 pub trait Clock: Debug + Send + Sync + 'static {
     /// The current instant.
     fn now(&self) -> Instant;
@@ -45,6 +71,12 @@ impl<C: Clock + ?Sized> Clock for Box<C> {
 }
 
 /// The operating system's monotonic clock ([`Instant::now`]).
+///
+/// ```
+/// use foundation_core::{Clock, SystemClock};
+/// let a = SystemClock.now();
+/// assert!(SystemClock.now() >= a);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -60,6 +92,18 @@ impl Clock for SystemClock {
 ///
 /// Use it for components that both sleep on tokio timers and compute with a
 /// [`Clock`], so both agree under paused time.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use foundation_core::{Clock, TokioClock};
+///
+/// let t0 = TokioClock.now();
+/// tokio::time::sleep(Duration::from_secs(60)).await; // instant under paused time
+/// assert!(TokioClock.now() - t0 >= Duration::from_secs(60));
+/// # }
+/// ```
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 #[derive(Debug, Clone, Copy, Default)]

@@ -32,6 +32,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 /// The path of a field inside a configuration value, e.g. `limits[1].burst`.
+///
+/// ```
+/// use foundation_core::FieldPath;
+/// let p = FieldPath::root().field("limits").index(1).field("burst");
+/// assert_eq!(p.to_string(), "limits[1].burst");
+/// assert_eq!(FieldPath::from("retry.max_attempts").to_string(), "retry.max_attempts");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct FieldPath {
     segments: Vec<Segment>,
@@ -133,6 +140,13 @@ pub struct ValidationError {
 }
 
 /// Every problem found in a configuration value (at least one).
+///
+/// ```
+/// use foundation_core::ValidationErrors;
+/// let e = ValidationErrors::single("pool.max", "must be at least 1");
+/// assert_eq!(e.to_string(), "invalid configuration: pool.max: must be at least 1");
+/// assert_eq!(e.errors()[0].path.to_string(), "pool.max");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationErrors {
     errors: Vec<ValidationError>,
@@ -265,7 +279,35 @@ impl From<FieldPath> for Validator {
 /// A configuration value that can check itself.
 ///
 /// Implement [`validate_into`](Self::validate_into); call
-/// [`validate`](Self::validate).
+/// [`validate`](Self::validate). Nested values and lists validate under their
+/// own path with [`Validator::nested`]:
+///
+/// ```
+/// use foundation_core::{Validate, Validator};
+///
+/// struct Dimension { name: String, burst: u64 }
+/// struct Limits { dimensions: Vec<Dimension> }
+///
+/// impl Validate for Dimension {
+///     fn validate_into(&self, v: &mut Validator) {
+///         v.check(!self.name.is_empty(), "name", "must not be empty");
+///         v.check(self.burst > 0, "burst", "must be at least 1");
+///     }
+/// }
+/// impl Validate for Limits {
+///     fn validate_into(&self, v: &mut Validator) {
+///         v.check(!self.dimensions.is_empty(), "dimensions", "needs at least one dimension");
+///         v.nested("dimensions", &self.dimensions);
+///     }
+/// }
+///
+/// let bad = Limits { dimensions: vec![
+///     Dimension { name: "requests".into(), burst: 10 },
+///     Dimension { name: "tokens".into(), burst: 0 },
+/// ]};
+/// let err = bad.validate().unwrap_err();
+/// assert!(err.has_error_at("dimensions[1].burst"));
+/// ```
 pub trait Validate {
     /// Records every problem with `self` into `v`, with paths relative to `v`'s prefix.
     fn validate_into(&self, v: &mut Validator);

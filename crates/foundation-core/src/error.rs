@@ -39,6 +39,25 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// The enum is `#[non_exhaustive]`; match on the helper methods
 /// ([`is_retryable`](Self::is_retryable), [`retry_after`](Self::retry_after))
 /// when you only need the decision.
+///
+/// ```
+/// use std::time::Duration;
+/// use foundation_core::ErrorKind;
+///
+/// fn backoff(kind: ErrorKind, attempt: u32) -> Option<Duration> {
+///     if !kind.is_retryable() {
+///         return None;
+///     }
+///     // A provider's retry-after beats our own exponential guess.
+///     Some(kind.retry_after().unwrap_or(Duration::from_millis(100 << attempt.min(6))))
+/// }
+///
+/// assert_eq!(backoff(ErrorKind::InvalidInput, 0), None);
+/// assert_eq!(backoff(ErrorKind::Timeout, 2), Some(Duration::from_millis(400)));
+/// let limited = ErrorKind::RateLimited { retry_after: Some(Duration::from_secs(3)) };
+/// assert_eq!(backoff(limited, 0), Some(Duration::from_secs(3)));
+/// assert_eq!(limited.as_str(), "rate_limited");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
@@ -180,6 +199,15 @@ impl Classify for ErrorKind {
 /// This is the carrier that lets a kind survive type erasure: [`classify`]
 /// recognises it anywhere in a chain. Its `Display` is the inner error's, so
 /// wrapping adds no noise to messages.
+///
+/// ```
+/// use foundation_core::error::{classify, Classified, ErrorKind};
+///
+/// let io = std::io::Error::other("upstream returned 503");
+/// let err = Classified::new(ErrorKind::Unavailable, io);
+/// assert_eq!(err.to_string(), "upstream returned 503");
+/// assert_eq!(classify(&err), ErrorKind::Unavailable);
+/// ```
 pub struct Classified {
     kind: ErrorKind,
     inner: BoxError,
@@ -250,6 +278,20 @@ impl StdError for Classified {
 }
 
 /// Boxes an error that classifies itself so that its kind survives erasure.
+///
+/// ```
+/// use foundation_core::error::{classify, into_box_error, Classify, ErrorKind};
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("circuit open")]
+/// struct CircuitOpen;
+/// impl Classify for CircuitOpen {
+///     fn kind(&self) -> ErrorKind { ErrorKind::Unavailable }
+/// }
+///
+/// let boxed = into_box_error(CircuitOpen);
+/// assert_eq!(classify(boxed.as_ref()), ErrorKind::Unavailable);
+/// ```
 pub fn into_box_error<E>(err: E) -> BoxError
 where
     E: Classify + StdError + Send + Sync + 'static,
@@ -337,6 +379,15 @@ pub fn is_caused_by<T: StdError + 'static>(err: &(dyn StdError + 'static)) -> bo
 ///
 /// Typed errors that implement [`Classify`] should be asked directly
 /// (`err.kind()`); this function is for errors that have been boxed.
+///
+/// ```
+/// use foundation_core::error::{classify, ErrorKind};
+///
+/// let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+/// assert_eq!(classify(&reset), ErrorKind::Transient);
+/// let opaque = std::fmt::Error;
+/// assert_eq!(classify(&opaque), ErrorKind::Unclassified);
+/// ```
 #[must_use]
 pub fn classify(err: &(dyn StdError + 'static)) -> ErrorKind {
     for e in chain(err) {
@@ -417,6 +468,21 @@ mod tests {
         assert!(!ErrorKind::Cancelled.is_retryable());
         assert!(ErrorKind::Overloaded.is_retryable());
         assert!(!ErrorKind::Overloaded.counts_against_target());
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_round_trip() {
+        let rl = ErrorKind::RateLimited {
+            retry_after: Some(Duration::from_millis(1500)),
+        };
+        let json = serde_json::to_string(&rl).unwrap();
+        assert_eq!(json, r#"{"kind":"rate_limited","retry_after":"1s 500ms"}"#);
+        assert_eq!(serde_json::from_str::<ErrorKind>(&json).unwrap(), rl);
+        let t: ErrorKind = serde_json::from_str(r#"{"kind":"timeout"}"#).unwrap();
+        assert_eq!(t, ErrorKind::Timeout);
+        let none: ErrorKind = serde_json::from_str(r#"{"kind":"rate_limited"}"#).unwrap();
+        assert_eq!(none.retry_after(), None);
     }
 
     #[test]

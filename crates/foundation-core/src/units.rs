@@ -21,6 +21,16 @@ use std::iter::Sum;
 use std::str::FromStr;
 
 /// A number of model tokens.
+///
+/// ```
+/// use foundation_core::Tokens;
+///
+/// let prompt = Tokens::new(1_200);
+/// let completion = Tokens::from(300u32);
+/// assert_eq!(prompt.checked_add(completion), Some(Tokens::new(1_500)));
+/// assert_eq!(completion.checked_sub(prompt), None);
+/// assert_eq!(Tokens::checked_sum([prompt, completion]), Some(Tokens::new(1_500)));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(transparent))]
@@ -120,6 +130,18 @@ impl Sum for Tokens {
 /// Parses from and displays as a decimal string with up to six fractional digits
 /// (`"0.0015"`, `"12"`), which is also its serde form when the `serde` feature
 /// is on; integer micro-units are accepted by [`Cost::from_micros`].
+///
+/// ```
+/// use foundation_core::Cost;
+///
+/// let budget: Cost = "10".parse()?;
+/// let spent = Cost::from_micros(2_500_001);
+/// let left = budget.checked_sub(spent).unwrap();
+/// assert_eq!(left.to_string(), "7.499999");
+/// assert_eq!(spent.checked_sub(budget), None); // no negative money
+/// assert!("0.0000001".parse::<Cost>().is_err()); // finer than a micro-unit
+/// # Ok::<(), foundation_core::units::ParseAmountError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cost(u64);
 
@@ -326,6 +348,17 @@ impl FromStr for Cost {
 ///
 /// Parses from and displays as a decimal amount of whole units per million
 /// tokens (`"2.50"`).
+///
+/// ```
+/// use foundation_core::{Cost, Price, Tokens};
+///
+/// let output: Price = "10.00".parse()?; // $10 per 1M output tokens
+/// assert_eq!(output.cost_of(Tokens::new(350)), Some(Cost::from_micros(3_500)));
+/// // Rounded up: 1 token at $0.15/1M is 0.15 micro-units, billed as 1.
+/// let cheap: Price = "0.15".parse()?;
+/// assert_eq!(cheap.cost_of(Tokens::new(1)), Some(Cost::from_micros(1)));
+/// # Ok::<(), foundation_core::units::ParseAmountError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Price(u64);
 
@@ -518,6 +551,25 @@ mod tests {
         assert!(err.to_string().contains("invalid character"), "{err}");
         let t: Tokens = serde_json::from_str("42").unwrap();
         assert_eq!(t, Tokens::new(42));
+    }
+
+    #[cfg(feature = "schemars")]
+    #[test]
+    fn json_schema_describes_decimal_strings() {
+        #[derive(schemars::JsonSchema)]
+        #[allow(dead_code, reason = "only the schema is used")]
+        struct Budget {
+            limit: Cost,
+            price: Price,
+            max_tokens: Tokens,
+        }
+        let schema = serde_json::to_value(schemars::schema_for!(Budget)).unwrap();
+        assert_eq!(schema["properties"]["max_tokens"]["$ref"], "#/$defs/Tokens");
+        assert_eq!(schema["$defs"]["Tokens"]["type"], "integer");
+        let cost = &schema["$defs"]["Cost"];
+        assert_eq!(cost["type"], "string");
+        let re = cost["pattern"].as_str().unwrap();
+        assert!(re.contains(r"\d{0,6}"), "{re}");
     }
 
     proptest! {

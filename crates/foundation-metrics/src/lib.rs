@@ -1,0 +1,5 @@
+//! Accurate distributions for the `metrics` facade.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod sketch;
+pub mod window;

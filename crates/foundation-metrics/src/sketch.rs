@@ -1,0 +1,1002 @@
+//! Relative-error quantile sketches: [`AtomicSketch`] records lock-free,
+//! [`Sketch`] is its mergeable, serializable snapshot.
+//!
+//! The sketch is DDSketch-style (Masson, Rim, Lee, VLDB 2019): a value `x > 0`
+//! goes to bucket `i = ceil(ln x / ln γ)` with `γ = (1 + α) / (1 − α)`, so bucket
+//! `i` holds `(γ^(i−1), γ^i]`. Answering a quantile with the bucket's
+//! representative `2γ^i / (γ + 1)` is within relative error `α` of every value
+//! the bucket holds, so **any quantile is within `α` = [`RELATIVE_ERROR`] (1%)
+//! of the exact sample at the same rank**, whatever the distribution.
+//!
+//! The index range is fixed: magnitudes in `[MIN_MAGNITUDE, MAX_MAGNITUDE]`
+//! (1e-9 to 1e18, which covers nanoseconds to centuries in seconds, and any
+//! token count or micro-unit amount) get the guarantee; smaller magnitudes
+//! count as zero and larger ones clamp to the top bucket (min and max stay
+//! exact, and quantiles are clamped to them). Negative values use a mirrored
+//! set of buckets. Memory per sketch is therefore bounded by a constant
+//! (3 110 buckets per sign) no matter how many samples it sees, and buckets are
+//! allocated in chunks of 64 only when touched, so a latency series spanning
+//! three decades holds about six chunks (3 KiB).
+//!
+//! ```
+//! use foundation_metrics::sketch::{AtomicSketch, Quantile};
+//!
+//! let s = AtomicSketch::new();
+//! for ms in 1..=1000 {
+//!     s.record(f64::from(ms) / 1000.0);
+//! }
+//! let p99 = s.quantile(Quantile::P99).unwrap();
+//! assert!((p99 - 0.990).abs() / 0.990 <= 0.01);
+//! let snap = s.snapshot();
+//! assert_eq!(snap.count(), 1000);
+//! ```
+
+use std::fmt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// The relative error `α` of every quantile answered by a sketch: 1%.
+pub const RELATIVE_ERROR: f64 = 0.01;
+/// `γ = (1 + α) / (1 − α)`: the ratio between consecutive bucket bounds.
+const GAMMA: f64 = (1.0 + RELATIVE_ERROR) / (1.0 - RELATIVE_ERROR);
+/// `1 / ln γ`.
+const INV_LN_GAMMA: f64 = 49.998_333_288_886_78;
+/// `ln γ`.
+const LN_GAMMA: f64 = 0.020_000_666_706_669_435;
+/// Magnitudes below this count as zero.
+pub const MIN_MAGNITUDE: f64 = 1e-9;
+/// Magnitudes above this land in the top bucket (min/max stay exact).
+pub const MAX_MAGNITUDE: f64 = 1e18;
+/// `ceil(ln MIN_MAGNITUDE / ln γ)`.
+const MIN_INDEX: i32 = -1036;
+/// `ceil(ln MAX_MAGNITUDE / ln γ)`.
+const MAX_INDEX: i32 = 2073;
+/// Buckets per sign.
+pub(crate) const NUM_SLOTS: usize = (MAX_INDEX - MIN_INDEX + 1) as usize;
+const CHUNK: usize = 64;
+const NUM_CHUNKS: usize = NUM_SLOTS.div_ceil(CHUNK);
+/// Identifies the bucket mapping in serialized sketches, so a sketch saved by
+/// a build with another mapping is refused instead of misread.
+const MAPPING_VERSION: u32 = 1;
+
+/// The bucket slot (0-based) for a magnitude `m >= MIN_MAGNITUDE`.
+#[inline]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "the index is clamped into the slot range before the cast"
+)]
+fn slot_of(m: f64) -> usize {
+    let i = (m.ln() * INV_LN_GAMMA).ceil();
+    let i = i.clamp(f64::from(MIN_INDEX), f64::from(MAX_INDEX));
+    (i as i32 - MIN_INDEX) as usize
+}
+
+/// The representative magnitude of a slot: within `α` of everything in it.
+#[inline]
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "slots < 4096")]
+fn slot_value(slot: usize) -> f64 {
+    let i = slot as i32 + MIN_INDEX;
+    2.0 * (f64::from(i) * LN_GAMMA).exp() / (GAMMA + 1.0)
+}
+
+/// A quantile in `[0, 1]`, validated once so queries cannot fail on it.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+#[serde(transparent)]
+pub struct Quantile(f64);
+
+// === impl Quantile ===
+
+impl Quantile {
+    /// The median.
+    pub const P50: Self = Self(0.5);
+    /// The 90th percentile.
+    pub const P90: Self = Self(0.9);
+    /// The 95th percentile.
+    pub const P95: Self = Self(0.95);
+    /// The 99th percentile.
+    pub const P99: Self = Self(0.99);
+    /// The 99.9th percentile.
+    pub const P999: Self = Self(0.999);
+
+    /// `q` as a quantile.
+    ///
+    /// # Errors
+    /// [`InvalidQuantile`] if `q` is not a number in `[0, 1]`.
+    pub fn new(q: f64) -> Result<Self, InvalidQuantile> {
+        if (0.0..=1.0).contains(&q) {
+            Ok(Self(q))
+        } else {
+            Err(InvalidQuantile(q))
+        }
+    }
+
+    /// The quantile as a float in `[0, 1]`.
+    #[must_use]
+    pub const fn get(self) -> f64 {
+        self.0
+    }
+
+    /// The 0-based rank of this quantile among `n > 0` sorted samples:
+    /// `floor(q · (n − 1))`, the "lower" definition, which is also what the
+    /// accuracy guarantee is stated against.
+    #[must_use]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "q in [0,1] and the product is at most n - 1"
+    )]
+    pub fn rank(self, n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        ((self.0 * (n - 1) as f64).floor() as u64).min(n - 1)
+    }
+}
+
+impl TryFrom<f64> for Quantile {
+    type Error = InvalidQuantile;
+    fn try_from(q: f64) -> Result<Self, Self::Error> {
+        Self::new(q)
+    }
+}
+
+impl<'de> Deserialize<'de> for Quantile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let q = f64::deserialize(d)?;
+        Self::new(q).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Quantile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A quantile outside `[0, 1]` (or NaN).
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error("quantile must be a number in [0, 1], got {0}")]
+pub struct InvalidQuantile(pub f64);
+
+impl foundation_core::Classify for InvalidQuantile {
+    fn kind(&self) -> foundation_core::ErrorKind {
+        foundation_core::ErrorKind::InvalidInput
+    }
+}
+
+/// `f64` stored in an `AtomicU64`.
+#[derive(Debug)]
+struct AtomicF64(AtomicU64);
+
+impl AtomicF64 {
+    fn new(v: f64) -> Self {
+        Self(AtomicU64::new(v.to_bits()))
+    }
+    #[inline]
+    fn load(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+    #[inline]
+    fn add(&self, v: f64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some((f64::from_bits(b) + v).to_bits())
+            });
+    }
+    #[inline]
+    fn min(&self, v: f64) {
+        if v < self.load() {
+            let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                (v < f64::from_bits(b)).then_some(v.to_bits())
+            });
+        }
+    }
+    #[inline]
+    fn max(&self, v: f64) {
+        if v > self.load() {
+            let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                (v > f64::from_bits(b)).then_some(v.to_bits())
+            });
+        }
+    }
+}
+
+type Chunk = [AtomicU64; CHUNK];
+
+/// One sign's buckets, allocated a chunk at a time on first touch.
+struct AtomicStore {
+    chunks: Box<[OnceLock<Box<Chunk>>]>,
+}
+
+impl AtomicStore {
+    fn new() -> Self {
+        Self {
+            chunks: (0..NUM_CHUNKS).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    #[inline]
+    fn add(&self, slot: usize, n: u64) {
+        if let Some(cell) = self.chunks.get(slot / CHUNK) {
+            let chunk = cell.get_or_init(|| Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
+            if let Some(c) = chunk.get(slot % CHUNK) {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// `(slot, count)` for every non-empty bucket, ascending.
+    fn for_each(&self, mut f: impl FnMut(usize, u64)) {
+        for (ci, cell) in self.chunks.iter().enumerate() {
+            if let Some(chunk) = cell.get() {
+                for (j, c) in chunk.iter().enumerate() {
+                    let n = c.load(Ordering::Relaxed);
+                    if n > 0 {
+                        f(ci * CHUNK + j, n);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Walks buckets ascending (or descending) and returns the slot holding
+    /// the `rank`-th sample (0-based) in that order, and how many were passed.
+    fn find(&self, rank: u64, descending: bool) -> Result<usize, u64> {
+        let mut seen = 0u64;
+        let n = self.chunks.len();
+        for k in 0..n {
+            let ci = if descending { n - 1 - k } else { k };
+            let Some(chunk) = self.chunks.get(ci).and_then(OnceLock::get) else {
+                continue;
+            };
+            for k2 in 0..CHUNK {
+                let j = if descending { CHUNK - 1 - k2 } else { k2 };
+                let c = chunk.get(j).map_or(0, |c| c.load(Ordering::Relaxed));
+                seen += c;
+                if seen > rank {
+                    return Ok(ci * CHUNK + j);
+                }
+            }
+        }
+        Err(seen)
+    }
+
+    fn allocated_chunks(&self) -> usize {
+        self.chunks.iter().filter(|c| c.get().is_some()).count()
+    }
+}
+
+impl fmt::Debug for AtomicStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtomicStore")
+            .field("allocated_chunks", &self.allocated_chunks())
+            .finish()
+    }
+}
+
+/// A lock-free relative-error sketch: `record` is one logarithm and a few
+/// relaxed atomic operations, safe to call from any number of threads.
+///
+/// Quantiles are within [`RELATIVE_ERROR`] of the exact sample at the same
+/// rank (see the [module docs](self)); count, sum, min and max are exact.
+/// Non-finite values are not recorded; they are counted in
+/// [`invalid`](Self::invalid) so nothing disappears silently.
+#[derive(Debug)]
+pub struct AtomicSketch {
+    pos: AtomicStore,
+    neg: OnceLock<Box<AtomicStore>>,
+    zero: AtomicU64,
+    count: AtomicU64,
+    sum: AtomicF64,
+    min: AtomicF64,
+    max: AtomicF64,
+    invalid: AtomicU64,
+}
+
+// === impl AtomicSketch ===
+
+impl AtomicSketch {
+    /// An empty sketch.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            pos: AtomicStore::new(),
+            neg: OnceLock::new(),
+            zero: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            sum: AtomicF64::new(0.0),
+            min: AtomicF64::new(f64::INFINITY),
+            max: AtomicF64::new(f64::NEG_INFINITY),
+            invalid: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one sample.
+    #[inline]
+    pub fn record(&self, v: f64) {
+        self.record_n(v, 1);
+    }
+
+    /// Records the same sample `n` times.
+    #[inline]
+    #[allow(clippy::cast_precision_loss, reason = "sum of n equal samples")]
+    pub fn record_n(&self, v: f64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if !v.is_finite() {
+            self.invalid.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        let m = v.abs();
+        if m < MIN_MAGNITUDE {
+            self.zero.fetch_add(n, Ordering::Relaxed);
+        } else if v > 0.0 {
+            self.pos.add(slot_of(m), n);
+        } else {
+            self.neg
+                .get_or_init(|| Box::new(AtomicStore::new()))
+                .add(slot_of(m), n);
+        }
+        self.count.fetch_add(n, Ordering::Relaxed);
+        self.sum.add(if n == 1 { v } else { v * n as f64 });
+        self.min.min(v);
+        self.max.max(v);
+    }
+
+    /// Samples recorded (exact).
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Sum of the samples recorded.
+    #[must_use]
+    pub fn sum(&self) -> f64 {
+        self.sum.load()
+    }
+
+    /// Smallest sample, if any.
+    #[must_use]
+    pub fn min(&self) -> Option<f64> {
+        (self.count() > 0).then(|| self.min.load())
+    }
+
+    /// Largest sample, if any.
+    #[must_use]
+    pub fn max(&self) -> Option<f64> {
+        (self.count() > 0).then(|| self.max.load())
+    }
+
+    /// Non-finite samples refused by [`record`](Self::record).
+    #[must_use]
+    pub fn invalid(&self) -> u64 {
+        self.invalid.load(Ordering::Relaxed)
+    }
+
+    /// The quantile `q` straight from the atomic buckets, without copying
+    /// them: cheap enough for a routing decision (walks at most the allocated
+    /// chunks, from whichever end is closer to the rank). `None` when empty.
+    #[must_use]
+    pub fn quantile(&self, q: Quantile) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = q.rank(n);
+        let (lo, hi) = (self.min.load(), self.max.load());
+        let neg_total = self.neg.get().map_or(0, |s| {
+            let mut t = 0;
+            s.for_each(|_, c| t += c);
+            t
+        });
+        let zero = self.zero.load(Ordering::Relaxed);
+        let v = if rank < neg_total {
+            // Negative buckets: ascending value is descending magnitude.
+            self.neg
+                .get()
+                .and_then(|s| s.find(rank, true).ok())
+                .map_or(lo, |slot| -slot_value(slot))
+        } else if rank < neg_total + zero {
+            0.0
+        } else {
+            let r = rank - neg_total - zero;
+            let pos_total = n.saturating_sub(neg_total + zero);
+            // Walk from the closer end; concurrent records may make the count
+            // run ahead of the buckets, in which case the extreme is the answer.
+            let found = if r < pos_total / 2 {
+                self.pos.find(r, false).ok()
+            } else {
+                self.pos.find(pos_total - 1 - r, true).ok()
+            };
+            found.map_or(hi, slot_value)
+        };
+        Some(v.clamp(lo, hi))
+    }
+
+    /// A consistent-enough copy: each bucket is read atomically, and the
+    /// count is the sum of the buckets read, so quantiles of the snapshot are
+    /// always well-defined even while other threads record.
+    #[must_use]
+    pub fn snapshot(&self) -> Sketch {
+        let mut s = Sketch::new();
+        self.pos.for_each(|slot, c| s.pos.add(slot, c));
+        if let Some(neg) = self.neg.get() {
+            neg.for_each(|slot, c| s.neg.add(slot, c));
+        }
+        s.zero = self.zero.load(Ordering::Relaxed);
+        s.count = s.zero + s.pos.total() + s.neg.total();
+        s.sum = self.sum.load();
+        if s.count > 0 {
+            s.min = self.min.load();
+            s.max = self.max.load();
+        }
+        s.invalid = self.invalid();
+        s
+    }
+
+    /// Heap bytes held by the buckets: bounded by a constant, whatever the
+    /// number of samples.
+    #[must_use]
+    pub fn allocated_bytes(&self) -> usize {
+        let chunks =
+            self.pos.allocated_chunks() + self.neg.get().map_or(0, |s| s.allocated_chunks());
+        let tables = NUM_CHUNKS * std::mem::size_of::<OnceLock<Box<Chunk>>>()
+            * (1 + usize::from(self.neg.get().is_some()));
+        chunks * std::mem::size_of::<Chunk>() + tables
+    }
+
+    /// The most [`allocated_bytes`](Self::allocated_bytes) can ever be.
+    #[must_use]
+    pub const fn max_allocated_bytes() -> usize {
+        2 * (NUM_CHUNKS * std::mem::size_of::<Chunk>()
+            + NUM_CHUNKS * std::mem::size_of::<OnceLock<Box<Chunk>>>())
+    }
+}
+
+impl Default for AtomicSketch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Dense counts for a contiguous range of slots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Bins {
+    offset: usize,
+    counts: Vec<u64>,
+}
+
+impl Bins {
+    fn add(&mut self, slot: usize, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.offset = slot;
+            self.counts.push(n);
+            return;
+        }
+        if slot < self.offset {
+            let grow = self.offset - slot;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = slot;
+        } else if slot >= self.offset + self.counts.len() {
+            self.counts.resize(slot - self.offset + 1, 0);
+        }
+        if let Some(c) = self.counts.get_mut(slot - self.offset) {
+            *c += n;
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = (usize, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(move |(i, c)| (self.offset + i, *c))
+    }
+
+    fn trim(&mut self) {
+        let first = self.counts.iter().position(|c| *c > 0);
+        match first {
+            None => self.counts.clear(),
+            Some(f) => {
+                let last = self.counts.iter().rposition(|c| *c > 0).unwrap_or(f);
+                self.counts.truncate(last + 1);
+                self.counts.drain(..f);
+                self.offset += f;
+            }
+        }
+    }
+}
+
+/// A plain (single-threaded) sketch: the snapshot of an [`AtomicSketch`], the
+/// merge of several, a rolling window, or a saved baseline.
+///
+/// Mergeable: the merge of sketches equals the sketch of the union of their
+/// samples exactly (bucket counts add). Serializes to a compact JSON form
+/// with sparse buckets; a sketch saved by a build with a different bucket
+/// mapping is refused on load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sketch {
+    pos: Bins,
+    neg: Bins,
+    zero: u64,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    invalid: u64,
+}
+
+// === impl Sketch ===
+
+impl Sketch {
+    /// An empty sketch.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            pos: Bins::default(),
+            neg: Bins::default(),
+            zero: 0,
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            invalid: 0,
+        }
+    }
+
+    /// A sketch of `samples` (non-finite ones are counted as invalid).
+    #[must_use]
+    pub fn from_samples(samples: impl IntoIterator<Item = f64>) -> Self {
+        let mut s = Self::new();
+        for v in samples {
+            s.record(v);
+        }
+        s
+    }
+
+    /// Records one sample.
+    pub fn record(&mut self, v: f64) {
+        if !v.is_finite() {
+            self.invalid += 1;
+            return;
+        }
+        let m = v.abs();
+        if m < MIN_MAGNITUDE {
+            self.zero += 1;
+        } else if v > 0.0 {
+            self.pos.add(slot_of(m), 1);
+        } else {
+            self.neg.add(slot_of(m), 1);
+        }
+        self.count += 1;
+        self.sum += v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+
+    /// Adds every sample of `other` into `self`.
+    pub fn merge(&mut self, other: &Self) {
+        for (slot, c) in other.pos.iter() {
+            self.pos.add(slot, c);
+        }
+        for (slot, c) in other.neg.iter() {
+            self.neg.add(slot, c);
+        }
+        self.zero += other.zero;
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.invalid += other.invalid;
+    }
+
+    /// The samples in `self` that are not in `earlier`, where `earlier` is
+    /// an older snapshot of the same cumulative sketch (bucket counts only
+    /// grow). Min and max of the difference are not known exactly: they are
+    /// the representatives of the lowest and highest non-empty buckets
+    /// (within the relative error), clamped to `self`'s exact extremes.
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        let mut d = Self::new();
+        let sub = |now: &Bins, then: &Bins, out: &mut Bins| {
+            for (slot, c) in now.iter() {
+                let prev = then
+                    .counts
+                    .get(slot.wrapping_sub(then.offset))
+                    .copied()
+                    .filter(|_| slot >= then.offset)
+                    .unwrap_or(0);
+                out.add(slot, c.saturating_sub(prev));
+            }
+        };
+        sub(&self.pos, &earlier.pos, &mut d.pos);
+        sub(&self.neg, &earlier.neg, &mut d.neg);
+        d.zero = self.zero.saturating_sub(earlier.zero);
+        d.count = d.zero + d.pos.total() + d.neg.total();
+        d.invalid = self.invalid.saturating_sub(earlier.invalid);
+        if d.count > 0 {
+            d.sum = self.sum - earlier.sum;
+            let lowest = d.ordered().next().map_or(self.min, |(v, _)| v);
+            let highest = d.ordered().next_back().map_or(self.max, |(v, _)| v);
+            d.min = lowest.clamp(self.min, self.max);
+            d.max = highest.clamp(self.min, self.max);
+        }
+        d
+    }
+
+    /// Number of samples.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether the sketch holds no sample.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Sum of the samples.
+    #[must_use]
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// Smallest sample, if any.
+    #[must_use]
+    pub fn min(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.min)
+    }
+
+    /// Largest sample, if any.
+    #[must_use]
+    pub fn max(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.max)
+    }
+
+    /// Arithmetic mean, if any sample.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss, reason = "statistics")]
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+
+    /// Non-finite samples that were refused.
+    #[must_use]
+    pub fn invalid(&self) -> u64 {
+        self.invalid
+    }
+
+    /// The quantile `q`, within [`RELATIVE_ERROR`] of the exact sample at
+    /// rank [`Quantile::rank`]. `None` when empty.
+    #[must_use]
+    pub fn quantile(&self, q: Quantile) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q.rank(self.count);
+        let mut seen = 0;
+        for (v, c) in self.ordered() {
+            seen += c;
+            if seen > rank {
+                return Some(v.clamp(self.min, self.max));
+            }
+        }
+        Some(self.max)
+    }
+
+    /// Count, sum, min, max, mean and the quantiles asked for, in one pass.
+    #[must_use]
+    pub fn stats(&self, quantiles: &[Quantile]) -> Stats {
+        Stats {
+            count: self.count,
+            sum: self.sum,
+            min: self.min(),
+            max: self.max(),
+            mean: self.mean(),
+            quantiles: quantiles
+                .iter()
+                .filter_map(|q| self.quantile(*q).map(|v| (*q, v)))
+                .collect(),
+        }
+    }
+
+    /// For each bound (ascending), how many samples are `<= bound`, where a
+    /// sample counts as its bucket's representative value. Used for
+    /// Prometheus `le` buckets: a sample within the relative error of a bound
+    /// may be counted on the other side of it.
+    #[must_use]
+    pub fn cumulative_counts(&self, bounds: &[f64]) -> Vec<u64> {
+        let mut out = Vec::with_capacity(bounds.len());
+        let mut it = self.ordered().peekable();
+        let mut seen = 0;
+        for b in bounds {
+            while let Some((v, c)) = it.peek() {
+                if *v <= *b {
+                    seen += *c;
+                    it.next();
+                } else {
+                    break;
+                }
+            }
+            out.push(seen);
+        }
+        out
+    }
+
+    /// `(representative value, count)` of every non-empty bucket in
+    /// ascending value order.
+    pub fn buckets(&self) -> impl DoubleEndedIterator<Item = (f64, u64)> + '_ {
+        self.ordered()
+    }
+
+    /// `(ordinal, value, count)` in ascending order, where equal ordinals
+    /// in two sketches are the same bucket.
+    pub(crate) fn keyed(&self) -> impl Iterator<Item = (i64, f64, u64)> + '_ {
+        #[allow(clippy::cast_possible_wrap, reason = "slots < 4096")]
+        let neg = self
+            .neg
+            .iter()
+            .rev()
+            .map(|(s, c)| (-(s as i64) - 1, -slot_value(s), c));
+        let zero = (self.zero > 0).then_some((0i64, 0.0, self.zero));
+        #[allow(clippy::cast_possible_wrap, reason = "slots < 4096")]
+        let pos = self
+            .pos
+            .iter()
+            .map(|(s, c)| (s as i64 + 1, slot_value(s), c));
+        neg.chain(zero).chain(pos)
+    }
+
+    fn ordered(&self) -> impl DoubleEndedIterator<Item = (f64, u64)> + '_ {
+        let neg = self.neg.iter().rev().map(|(s, c)| (-slot_value(s), c));
+        let zero = (self.zero > 0).then_some((0.0, self.zero));
+        let pos = self.pos.iter().map(|(s, c)| (slot_value(s), c));
+        neg.chain(zero).chain(pos)
+    }
+
+    /// Heap bytes held by the buckets.
+    #[must_use]
+    pub fn allocated_bytes(&self) -> usize {
+        (self.pos.counts.capacity() + self.neg.counts.capacity()) * std::mem::size_of::<u64>()
+    }
+
+    /// The sketch as JSON (for saving baselines).
+    ///
+    /// # Errors
+    /// Never in practice; serde_json's error is passed through.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    /// A sketch from [`to_json`](Self::to_json) output.
+    ///
+    /// # Errors
+    /// Malformed JSON, an unknown bucket mapping, or buckets out of range.
+    pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+}
+
+impl Default for Sketch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Count, sum, min, max, mean and quantiles of a distribution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    /// Number of samples.
+    pub count: u64,
+    /// Sum of the samples.
+    pub sum: f64,
+    /// Smallest sample.
+    pub min: Option<f64>,
+    /// Largest sample.
+    pub max: Option<f64>,
+    /// Arithmetic mean.
+    pub mean: Option<f64>,
+    /// The quantiles asked for (omitted when the distribution is empty).
+    pub quantiles: Vec<(Quantile, f64)>,
+}
+
+impl Stats {
+    /// The value of quantile `q`, if it was asked for.
+    #[must_use]
+    pub fn quantile(&self, q: Quantile) -> Option<f64> {
+        self.quantiles.iter().find(|(k, _)| *k == q).map(|(_, v)| *v)
+    }
+}
+
+/// The serialized form of a [`Sketch`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SketchRepr {
+    mapping: u32,
+    relative_error: f64,
+    zero: u64,
+    sum: f64,
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
+    #[serde(default)]
+    invalid: u64,
+    /// `[slot, count]` pairs for positive values.
+    pos: Vec<(u32, u64)>,
+    /// `[slot, count]` pairs for negative values.
+    neg: Vec<(u32, u64)>,
+}
+
+impl Serialize for Sketch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[allow(clippy::cast_possible_truncation, reason = "slots < 4096")]
+        let pairs = |b: &Bins| b.iter().map(|(s, c)| (s as u32, c)).collect();
+        SketchRepr {
+            mapping: MAPPING_VERSION,
+            relative_error: RELATIVE_ERROR,
+            zero: self.zero,
+            sum: self.sum,
+            min: self.min(),
+            max: self.max(),
+            invalid: self.invalid,
+            pos: pairs(&self.pos),
+            neg: pairs(&self.neg),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sketch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let r = SketchRepr::deserialize(d)?;
+        #[allow(clippy::float_cmp, reason = "the constant is written verbatim")]
+        if r.mapping != MAPPING_VERSION || r.relative_error != RELATIVE_ERROR {
+            return Err(D::Error::custom(format!(
+                "sketch uses bucket mapping {} with relative error {}, this build uses mapping {MAPPING_VERSION} with {RELATIVE_ERROR}",
+                r.mapping, r.relative_error
+            )));
+        }
+        let mut s = Sketch::new();
+        for (pairs, bins) in [(&r.pos, &mut s.pos), (&r.neg, &mut s.neg)] {
+            for (slot, c) in pairs {
+                let slot = *slot as usize;
+                if slot >= NUM_SLOTS {
+                    return Err(D::Error::custom(format!(
+                        "bucket slot {slot} is out of range (max {})",
+                        NUM_SLOTS - 1
+                    )));
+                }
+                bins.add(slot, *c);
+            }
+            bins.trim();
+        }
+        s.zero = r.zero;
+        s.count = s.zero + s.pos.total() + s.neg.total();
+        s.sum = r.sum;
+        s.invalid = r.invalid;
+        if s.count > 0 {
+            match (r.min, r.max) {
+                (Some(lo), Some(hi)) if lo <= hi => {
+                    s.min = lo;
+                    s.max = hi;
+                }
+                _ => return Err(D::Error::custom("a non-empty sketch needs min <= max")),
+            }
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_match_the_mapping() {
+        assert!((GAMMA.ln() - LN_GAMMA).abs() < 1e-15);
+        assert!((1.0 / GAMMA.ln() - INV_LN_GAMMA).abs() < 1e-9);
+        #[allow(clippy::cast_possible_truncation, reason = "test")]
+        let lo = (MIN_MAGNITUDE.ln() / LN_GAMMA).ceil() as i32;
+        #[allow(clippy::cast_possible_truncation, reason = "test")]
+        let hi = (MAX_MAGNITUDE.ln() / LN_GAMMA).ceil() as i32;
+        assert_eq!((lo, hi), (MIN_INDEX, MAX_INDEX));
+    }
+
+    #[test]
+    fn every_bucket_is_within_relative_error() {
+        for &x in &[1e-9, 3.7e-6, 0.001, 0.8, 1.0, 7.0, 123_456.0, 9.9e17] {
+            let v = slot_value(slot_of(x));
+            assert!((v - x).abs() / x <= RELATIVE_ERROR * (1.0 + 1e-9), "{x} -> {v}");
+        }
+    }
+
+    #[test]
+    fn quantile_validation() {
+        assert!(Quantile::new(1.5).is_err());
+        assert!(Quantile::new(f64::NAN).is_err());
+        assert_eq!(Quantile::new(0.0).unwrap().rank(10), 0);
+        assert_eq!(Quantile::new(1.0).unwrap().rank(10), 9);
+        assert!(serde_json::from_str::<Quantile>("2.0").is_err());
+    }
+
+    #[test]
+    fn atomic_and_plain_agree() {
+        let a = AtomicSketch::new();
+        let mut p = Sketch::new();
+        for i in -500..2000 {
+            let v = f64::from(i) * 0.37;
+            a.record(v);
+            p.record(v);
+        }
+        a.record(f64::NAN);
+        p.record(f64::INFINITY);
+        let snap = a.snapshot();
+        assert_eq!(snap.count(), p.count());
+        assert_eq!(snap.invalid(), 1);
+        for q in [0.0, 0.1, 0.25, 0.5, 0.9, 0.99, 1.0] {
+            let q = Quantile::new(q).unwrap();
+            assert_eq!(a.quantile(q), p.quantile(q), "{q}");
+            assert_eq!(snap.quantile(q), p.quantile(q), "{q}");
+        }
+        assert_eq!(snap.min(), Some(-500.0 * 0.37));
+    }
+
+    #[test]
+    fn empty_sketch_has_no_quantiles() {
+        assert_eq!(Sketch::new().quantile(Quantile::P50), None);
+        assert_eq!(AtomicSketch::new().quantile(Quantile::P50), None);
+        assert_eq!(Sketch::new().mean(), None);
+    }
+
+    #[test]
+    fn since_subtracts_an_earlier_snapshot() {
+        let a = AtomicSketch::new();
+        for v in 1..=100 {
+            a.record(f64::from(v));
+        }
+        let t0 = a.snapshot();
+        for v in 1000..1100 {
+            a.record(f64::from(v));
+        }
+        let d = a.snapshot().since(&t0);
+        assert_eq!(d.count(), 100);
+        let p50 = d.quantile(Quantile::P50).unwrap();
+        assert!((p50 - 1049.0).abs() / 1049.0 <= 0.01, "{p50}");
+        assert!(d.min().unwrap() >= 990.0);
+    }
+
+    #[test]
+    fn json_round_trip_and_refusals() {
+        let s = Sketch::from_samples([0.0, 1.5, -2.0, 3e5]);
+        let back = Sketch::from_json(&s.to_json().unwrap()).unwrap();
+        assert_eq!(back, s);
+        let bad = s.to_json().unwrap().replace("\"mapping\":1", "\"mapping\":9");
+        let err = Sketch::from_json(&bad).unwrap_err().to_string();
+        assert!(err.contains("mapping 9"), "{err}");
+        let oob = r#"{"mapping":1,"relative_error":0.01,"zero":0,"sum":1,"min":1,"max":1,"pos":[[99999,1]],"neg":[]}"#;
+        assert!(Sketch::from_json(oob).unwrap_err().to_string().contains("out of range"));
+    }
+
+    #[test]
+    fn cumulative_counts_are_monotone() {
+        let s = Sketch::from_samples((1..=100).map(f64::from));
+        let c = s.cumulative_counts(&[0.5, 10.5, 50.5, 1000.0]);
+        assert_eq!(c, vec![0, 10, 50, 100]);
+    }
+}

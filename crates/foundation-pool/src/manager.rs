@@ -1,0 +1,214 @@
+//! Managers: the user's [`Manager`] (deadpool's trait, so existing deadpool
+//! managers work unchanged), a [`FnManager`] for any async factory, and the
+//! internal adapter that adds lifetimes, checks and the creation gate.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use tokio::time::Instant;
+
+use crate::backoff::Admit;
+use crate::shared::{CloseReason, Shared};
+
+pub use deadpool::managed::Manager;
+
+/// A pooled object with the bookkeeping the pool needs (on tokio's clock, so
+/// lifetimes follow paused time in tests).
+#[derive(Debug)]
+pub(crate) struct Entry<T> {
+    pub(crate) obj: T,
+    pub(crate) created: Instant,
+    pub(crate) last_used: Instant,
+    pub(crate) last_checked: Instant,
+}
+
+// === impl Entry ===
+
+impl<T> Entry<T> {
+    pub(crate) fn expired(&self, now: Instant, max_lifetime: Option<Duration>) -> bool {
+        max_lifetime.is_some_and(|l| now.saturating_duration_since(self.created) >= l)
+    }
+}
+
+/// Internal error of the adapter, mapped to [`PoolError`](crate::PoolError).
+#[derive(Debug)]
+pub(crate) enum AdapterError<E> {
+    Backend(E),
+    CreateTimeout(Duration),
+    BackingOff { failures: u32, retry_in: Duration },
+}
+
+/// Wraps the user's manager for deadpool.
+pub(crate) struct Adapter<M> {
+    pub(crate) inner: M,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<M: fmt::Debug> fmt::Debug for Adapter<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Adapter").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+/// Gives the gate's probe slot back if a create future is dropped midway.
+struct ProbeGuard<'a> {
+    shared: &'a Shared,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.gate.lock().abandon();
+        }
+    }
+}
+
+// === impl Adapter ===
+
+impl<M: Manager> Adapter<M> {
+    /// Runs the user's check (`Manager::recycle`) within `check_timeout`.
+    pub(crate) async fn check(&self, entry: &mut Entry<M::Type>, metrics: &Metrics) -> bool {
+        let timeout = self.shared.config.load().health.check_timeout;
+        let ok = matches!(
+            tokio::time::timeout(timeout, self.inner.recycle(&mut entry.obj, metrics)).await,
+            Ok(Ok(()))
+        );
+        if ok {
+            entry.last_checked = Instant::now();
+        }
+        ok
+    }
+}
+
+impl<M: Manager> managed::Manager for Adapter<M> {
+    type Type = Entry<M::Type>;
+    type Error = AdapterError<M::Error>;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        let shared = &*self.shared;
+        let admit = shared.gate.lock().admit(Instant::now().into_std());
+        if let Admit::BackingOff(retry_in) = admit {
+            let failures = shared.gate.lock().failures();
+            return Err(AdapterError::BackingOff { failures, retry_in });
+        }
+        let mut probe = ProbeGuard {
+            shared,
+            armed: true,
+        };
+        let cfg = shared.config.load();
+        let result = tokio::time::timeout(cfg.create_timeout, self.inner.create()).await;
+        probe.armed = false;
+        let now = Instant::now();
+        match result {
+            Ok(Ok(obj)) => {
+                shared.created(now);
+                Ok(Entry {
+                    obj,
+                    created: now,
+                    last_used: now,
+                    last_checked: now,
+                })
+            }
+            Ok(Err(e)) => {
+                shared.create_failed(now, &cfg, "error");
+                Err(AdapterError::Backend(e))
+            }
+            Err(_) => {
+                shared.create_failed(now, &cfg, "timeout");
+                Err(AdapterError::CreateTimeout(cfg.create_timeout))
+            }
+        }
+    }
+
+    async fn recycle(&self, entry: &mut Self::Type, metrics: &Metrics) -> RecycleResult<Self::Error> {
+        let cfg = self.shared.config.load();
+        let now = Instant::now();
+        if entry.expired(now, cfg.health.max_lifetime) {
+            self.shared.closed(CloseReason::MaxLifetime);
+            return Err(RecycleError::message("max lifetime reached"));
+        }
+        let due = cfg
+            .health
+            .check_on_checkout_after
+            .is_some_and(|after| now.saturating_duration_since(entry.last_checked) >= after);
+        if due && !self.check(entry, metrics).await {
+            self.shared.closed(CloseReason::CheckFailed);
+            return Err(RecycleError::message("health check failed"));
+        }
+        Ok(())
+    }
+
+    fn detach(&self, entry: &mut Self::Type) {
+        self.inner.detach(&mut entry.obj);
+    }
+}
+
+/// A [`Manager`] from two async closures: one that creates an object and one
+/// that checks it (the pool calls the check before handing out an object that
+/// has not been checked for a while, and in the background).
+///
+/// The check borrows the object for the duration of its future, so it returns
+/// a boxed future ([`CheckFuture`]).
+///
+/// ```
+/// use foundation_pool::FnManager;
+///
+/// let manager = FnManager::new(
+///     || async { Ok::<_, std::io::Error>(String::from("client")) },
+///     |client: &mut String| Box::pin(async move { !client.is_empty() }),
+/// );
+/// # let _ = manager;
+/// ```
+pub struct FnManager<C, K> {
+    create: C,
+    check: K,
+}
+
+impl<C, K> fmt::Debug for FnManager<C, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnManager").finish_non_exhaustive()
+    }
+}
+
+// === impl FnManager ===
+
+impl<C, K> FnManager<C, K> {
+    /// A manager that creates with `create` and checks with `check` (which
+    /// answers whether the object is still fit to use).
+    pub const fn new(create: C, check: K) -> Self {
+        Self { create, check }
+    }
+}
+
+/// The future a [`FnManager`] check returns: borrows the object, answers
+/// whether it is fit to use.
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
+impl<C, CF, T, E, K> Manager for FnManager<C, K>
+where
+    C: Fn() -> CF + Send + Sync,
+    CF: Future<Output = Result<T, E>> + Send,
+    K: for<'a> Fn(&'a mut T) -> CheckFuture<'a> + Send + Sync,
+    T: Send,
+    E: Send,
+{
+    type Type = T;
+    type Error = E;
+
+    async fn create(&self) -> Result<T, E> {
+        (self.create)().await
+    }
+
+    async fn recycle(&self, obj: &mut T, _: &Metrics) -> RecycleResult<E> {
+        if (self.check)(obj).await {
+            Ok(())
+        } else {
+            Err(RecycleError::message("check failed"))
+        }
+    }
+}

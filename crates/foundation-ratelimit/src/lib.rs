@@ -1,0 +1,19 @@
+//! Multi-dimensional rate limits for services that call AI providers.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod charge;
+pub mod config;
+mod error;
+mod gcra;
+pub mod headers;
+mod limiter;
+mod permit;
+pub mod telemetry;
+mod wait;
+
+pub use charge::Charge;
+pub use config::{DimensionConfig, LimiterConfig, MAX_DIMENSIONS, QueueConfig};
+pub use error::{AcquireError, ConfigError, UnknownDimension};
+pub use headers::RateLimitInfo;
+pub use limiter::{Builder, DimensionStatus, RateLimiter, Snapshot};
+pub use permit::Permit;

@@ -1,0 +1,896 @@
+//! The `tracing_subscriber::Layer` that records traces.
+
+use std::borrow::Cow;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use foundation_core::{Clock, SharedClock, SystemClock, Validate, ValidationErrors};
+use parking_lot::Mutex;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+use crate::config::{LimitsConfig, TraceConfig};
+use crate::export::TraceSink;
+use crate::redact::Redactor;
+use crate::store::{TraceStore, sample};
+use crate::trace::{Dropped, Operation, Step, Trace, TraceId, TraceStatus};
+use crate::value::{Fields, Value, cut};
+
+/// Field on a root span that sets the trace's correlation id.
+pub const CORRELATION_ID_FIELD: &str = "correlation_id";
+/// Field on an event that names the step (instead of its message).
+pub const STEP_NAME_FIELD: &str = "step";
+/// Field whose text is parsed as JSON and kept as structured data.
+pub const STEP_DATA_FIELD: &str = "step.data";
+/// Field on a span that names the operation (as in `tracing-opentelemetry`).
+pub const OTEL_NAME_FIELD: &str = "otel.name";
+
+/// Extra steps an error-level event may use beyond `limits.max_steps`, so the
+/// failure is recorded even when the cap was reached.
+const ERROR_RESERVE: usize = 8;
+
+/// A `tracing_subscriber::Layer` recording every root span (one without a
+/// parent) and its descendants as a [`Trace`].
+///
+/// Operations are spans, steps are events; fields are captured redacted and
+/// size-capped. Finished traces go to the [`TraceStore`] as the retention
+/// policy says, and to the [`TraceSink`] if one is set. Per-span data lives in
+/// the span's extensions under this crate's private types, so the layer
+/// coexists with `tracing-opentelemetry`, `tracing-error` and `fmt`.
+///
+/// Errors can capture the current trace ([`TracedError`](crate::TracedError))
+/// when the subscriber is built on `tracing_subscriber::Registry`.
+///
+/// ```
+/// use foundation_trace::{TraceConfig, TraceLayer};
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// let layer = TraceLayer::builder().with_config(TraceConfig::default()).build()?;
+/// let handle = layer.handle();
+/// let subscriber = tracing_subscriber::registry().with(layer);
+/// tracing::subscriber::with_default(subscriber, || {
+///     let _root = tracing::info_span!("request", correlation_id = "req-1").entered();
+///     tracing::info!(tokens = 12u64, "model answered");
+/// });
+/// let trace = handle.store().find("req-1").unwrap();
+/// assert_eq!(trace.steps[0].name, "model answered");
+/// # Ok::<(), foundation_core::ValidationErrors>(())
+/// ```
+#[derive(Clone)]
+pub struct TraceLayer {
+    inner: Arc<Inner>,
+}
+
+/// A handle to a [`TraceLayer`]'s store and configuration, kept by the
+/// application after the layer is moved into the subscriber.
+#[derive(Clone)]
+pub struct TraceHandle {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`TraceLayer`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct TraceLayerBuilder {
+    config: TraceConfig,
+    clock: Option<SharedClock>,
+    store: Option<TraceStore>,
+    sink: Option<Arc<dyn TraceSink>>,
+}
+
+struct Inner {
+    settings: ArcSwap<Settings>,
+    clock: SharedClock,
+    store: TraceStore,
+    sink: Option<Arc<dyn TraceSink>>,
+    head_counter: AtomicU64,
+    ids: AtomicU64,
+}
+
+/// A validated configuration with its compiled redactor.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) config: TraceConfig,
+    pub(crate) redactor: Redactor,
+}
+
+/// The per-trace state shared by every span of the trace.
+pub(crate) struct TraceShared {
+    id: TraceId,
+    settings: Arc<Settings>,
+    clock: SharedClock,
+    started: Instant,
+    started_wall: SystemTime,
+    buf: Mutex<TraceBuf>,
+}
+
+#[derive(Default)]
+struct TraceBuf {
+    correlation_id: Option<String>,
+    ops: Vec<Operation>,
+    steps: Vec<Step>,
+    seq: u32,
+    bytes: usize,
+    dropped: Dropped,
+    failed: bool,
+}
+
+/// Span extension of a recorded span.
+pub(crate) struct SpanRecord {
+    pub(crate) trace: Arc<TraceShared>,
+    /// `None` when the operation cap dropped this span.
+    pub(crate) op: Option<u32>,
+    is_root: bool,
+}
+
+/// Span extension of a root span that head sampling skipped.
+pub(crate) struct Unrecorded {
+    pub(crate) id: TraceId,
+    pub(crate) correlation_id: Option<String>,
+}
+
+// === impl TraceLayerBuilder ===
+
+impl TraceLayerBuilder {
+    /// Uses `config` (validated by [`build`](Self::build)).
+    pub fn with_config(mut self, config: TraceConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Reads time from `clock` (default: the system clock). Use
+    /// `foundation_core::TokioClock` or `ManualClock` for deterministic tests.
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Keeps finished traces in `store` (default: a new store), e.g. to share
+    /// one store between layers.
+    pub fn with_store(mut self, store: TraceStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Hands every kept trace to `sink` as well.
+    pub fn with_sink(mut self, sink: impl TraceSink) -> Self {
+        self.sink = Some(Arc::new(sink));
+        self
+    }
+
+    /// Validates the configuration and builds the layer.
+    ///
+    /// # Errors
+    /// Every problem of the configuration, by field path.
+    pub fn build(self) -> Result<TraceLayer, ValidationErrors> {
+        let settings = Settings::new(self.config)?;
+        let seed = RandomState::new().build_hasher().finish();
+        Ok(TraceLayer {
+            inner: Arc::new(Inner {
+                settings: ArcSwap::from_pointee(settings),
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                store: self.store.unwrap_or_default(),
+                sink: self.sink,
+                head_counter: AtomicU64::new(0),
+                ids: AtomicU64::new(seed),
+            }),
+        })
+    }
+}
+
+impl Settings {
+    fn new(config: TraceConfig) -> Result<Self, ValidationErrors> {
+        config.validate()?;
+        Ok(Self {
+            redactor: Redactor::new(&config.redaction),
+            config,
+        })
+    }
+}
+
+// === impl TraceLayer ===
+
+impl TraceLayer {
+    /// A builder with the default configuration.
+    pub fn builder() -> TraceLayerBuilder {
+        TraceLayerBuilder::default()
+    }
+
+    /// A layer with `config`.
+    ///
+    /// # Errors
+    /// Every problem of the configuration, by field path.
+    pub fn new(config: TraceConfig) -> Result<Self, ValidationErrors> {
+        Self::builder().with_config(config).build()
+    }
+
+    /// A handle to this layer's store and configuration.
+    #[must_use]
+    pub fn handle(&self) -> TraceHandle {
+        TraceHandle {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl fmt::Debug for TraceLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl fmt::Debug for TraceHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceLayer")
+            .field("config", &self.settings.load().config)
+            .field("store", &self.store.stats())
+            .field("sink", &self.sink)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl TraceHandle ===
+
+impl TraceHandle {
+    /// The store of finished traces.
+    #[must_use]
+    pub fn store(&self) -> &TraceStore {
+        &self.inner.store
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn config(&self) -> TraceConfig {
+        self.inner.settings.load().config.clone()
+    }
+
+    /// Replaces the configuration at runtime. Traces already running keep the
+    /// configuration they started with; the store is trimmed to the new
+    /// retention bounds at once.
+    ///
+    /// # Errors
+    /// Every problem of the new configuration; the old one stays in force.
+    pub fn reconfigure(&self, config: TraceConfig) -> Result<(), ValidationErrors> {
+        let settings = Settings::new(config)?;
+        self.inner.store.trim(&settings.config.retention);
+        self.inner.settings.store(Arc::new(settings));
+        Ok(())
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    fn next_id(&self) -> TraceId {
+        // A per-layer random start, stepped by an odd constant and mixed:
+        // unique within the process, unpredictable across processes.
+        let n = self
+            .ids
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(n);
+        TraceId(h.finish() ^ n)
+    }
+
+    fn finish(&self, shared: &TraceShared, end: Duration) {
+        let buf = std::mem::take(&mut *shared.buf.lock());
+        let status = if buf.failed {
+            TraceStatus::Failed
+        } else {
+            TraceStatus::Ok
+        };
+        let trace = Trace {
+            trace_id: shared.id,
+            correlation_id: buf
+                .correlation_id
+                .unwrap_or_else(|| shared.id.to_string()),
+            started_at: shared.started_wall,
+            duration: Some(end),
+            status,
+            recorded: true,
+            operations: buf.ops,
+            steps: buf.steps,
+            failing_step: None,
+            active: Vec::new(),
+            dropped: buf.dropped,
+        };
+        // Retention follows the configuration in force now, so a
+        // reconfiguration bounds the store at once.
+        let settings = self.settings.load();
+        if let Some(kept) = self.store.offer(trace, &settings.config.retention)
+            && let Some(sink) = &self.sink
+        {
+            sink.on_trace(&kept);
+        }
+    }
+}
+
+// === impl TraceShared ===
+
+impl TraceShared {
+    fn elapsed(&self) -> Duration {
+        self.clock.now().saturating_duration_since(self.started)
+    }
+
+    fn limits(&self) -> &LimitsConfig {
+        &self.settings.config.limits
+    }
+
+    /// Records a new operation; returns its id, or `None` over the cap.
+    fn push_op(
+        &self,
+        parent: Option<u32>,
+        name: Cow<'static, str>,
+        target: &'static str,
+        fields: Fields,
+        failed: bool,
+    ) -> Option<u32> {
+        let start = self.elapsed();
+        let max_ops = self.limits().max_operations;
+        let max_bytes = self.limits().max_trace_bytes;
+        let mut buf = self.buf.lock();
+        if buf.ops.len() >= max_ops {
+            buf.dropped.operations += 1;
+            return None;
+        }
+        let fields = buf.charge(fields, max_bytes);
+        let id = u32::try_from(buf.ops.len()).ok()?;
+        let seq = buf.next_seq();
+        buf.failed |= failed;
+        buf.ops.push(Operation {
+            id,
+            parent,
+            name,
+            target: Cow::Borrowed(target),
+            fields,
+            start,
+            end: None,
+            failed,
+            start_seq: seq,
+        });
+        Some(id)
+    }
+
+    /// Records a step; returns its sequence number, or `None` over the cap.
+    fn push_step(
+        &self,
+        op: Option<u32>,
+        name: Cow<'static, str>,
+        level: Level,
+        fields: Fields,
+        failed: bool,
+    ) -> Option<u32> {
+        let at = self.elapsed();
+        let max_steps = self.limits().max_steps;
+        let max_bytes = self.limits().max_trace_bytes;
+        let mut buf = self.buf.lock();
+        let cap = if failed {
+            max_steps + ERROR_RESERVE
+        } else {
+            max_steps
+        };
+        if buf.steps.len() >= cap {
+            buf.dropped.steps += 1;
+            buf.failed |= failed;
+            return None;
+        }
+        let fields = buf.charge(fields, max_bytes);
+        let seq = buf.next_seq();
+        if failed {
+            buf.failed = true;
+            if let Some(o) = op.and_then(|o| buf.ops.get_mut(o as usize)) {
+                o.failed = true;
+            }
+        }
+        buf.steps.push(Step {
+            seq,
+            operation: op,
+            name,
+            level,
+            at,
+            fields,
+            failed,
+        });
+        Some(seq)
+    }
+
+    /// A copy of the trace so far, with `active` open operations.
+    fn snapshot(&self, active: Vec<u32>, failing_step: Option<u32>) -> Trace {
+        let buf = self.buf.lock();
+        Trace {
+            trace_id: self.id,
+            correlation_id: buf
+                .correlation_id
+                .clone()
+                .unwrap_or_else(|| self.id.to_string()),
+            started_at: self.started_wall,
+            duration: None,
+            status: if buf.failed {
+                TraceStatus::Failed
+            } else {
+                TraceStatus::InProgress
+            },
+            recorded: true,
+            operations: buf.ops.clone(),
+            steps: buf.steps.clone(),
+            failing_step,
+            active,
+            dropped: buf.dropped,
+        }
+    }
+
+    pub(crate) fn correlation_id(&self) -> String {
+        self.buf
+            .lock()
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| self.id.to_string())
+    }
+}
+
+// === impl TraceBuf ===
+
+impl TraceBuf {
+    fn next_seq(&mut self) -> u32 {
+        let s = self.seq;
+        self.seq = self.seq.saturating_add(1);
+        s
+    }
+
+    /// Charges `fields` against the per-trace byte budget, replacing values
+    /// that do not fit by truncation markers.
+    fn charge(&mut self, mut fields: Fields, max_bytes: usize) -> Fields {
+        for (_, v) in &mut fields {
+            if v.is_truncated() {
+                self.dropped.truncated_values += 1;
+            }
+            let w = v.weight();
+            if self.bytes + w > max_bytes {
+                let original_bytes = match &*v {
+                    Value::Truncated { original_bytes, .. } => *original_bytes,
+                    other => other.weight(),
+                };
+                if !v.is_truncated() {
+                    self.dropped.truncated_values += 1;
+                }
+                *v = Value::Truncated {
+                    head: String::new(),
+                    original_bytes,
+                };
+            } else {
+                self.bytes += w;
+            }
+        }
+        fields
+    }
+}
+
+// === field capture ===
+
+/// Collects the fields of a span or event, redacted and capped per value.
+struct Capture<'a> {
+    redactor: &'a Redactor,
+    max_value: usize,
+    fields: Fields,
+    message: Option<String>,
+    step_name: Option<String>,
+    otel_name: Option<String>,
+    correlation_id: Option<String>,
+    error: bool,
+}
+
+impl<'a> Capture<'a> {
+    fn new(settings: &'a Settings, n: usize) -> Self {
+        Self {
+            redactor: &settings.redactor,
+            max_value: settings.config.limits.max_value_bytes,
+            fields: Vec::with_capacity(n),
+            message: None,
+            step_name: None,
+            otel_name: None,
+            correlation_id: None,
+            error: false,
+        }
+    }
+
+    fn text(&self, s: &str) -> Value {
+        let clean = self.redactor.scrub_text(s);
+        let s = clean.as_deref().unwrap_or(s);
+        if s.len() > self.max_value {
+            Value::Truncated {
+                head: cut(s, self.max_value).to_owned(),
+                original_bytes: s.len(),
+            }
+        } else {
+            Value::Str(s.to_owned())
+        }
+    }
+
+    fn json(&self, s: &str) -> Value {
+        if s.len() > self.max_value {
+            return self.text(s);
+        }
+        match serde_json::from_str::<serde_json::Value>(s) {
+            Ok(mut v) => {
+                self.redactor.scrub_json(&mut v);
+                Value::Json(v)
+            }
+            Err(_) => self.text(s),
+        }
+    }
+
+    fn push(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        let value = if self.redactor.is_sensitive_name(name) {
+            Value::Redacted
+        } else {
+            value
+        };
+        if name == "error" {
+            self.error = true;
+        }
+        self.fields.push((Cow::Borrowed(name), value));
+    }
+
+    fn push_text(&mut self, field: &Field, s: &str) {
+        let name = field.name();
+        if self.redactor.is_sensitive_name(name) {
+            self.fields.push((Cow::Borrowed(name), Value::Redacted));
+            return;
+        }
+        match name {
+            "message" => {
+                self.message = Some(match self.text(s) {
+                    Value::Str(s) => s,
+                    Value::Truncated { head, .. } => format!("{head}...[truncated]"),
+                    _ => String::new(),
+                });
+            }
+            STEP_NAME_FIELD => self.step_name = Some(cut(s, self.max_value).to_owned()),
+            OTEL_NAME_FIELD => self.otel_name = Some(cut(s, self.max_value).to_owned()),
+            CORRELATION_ID_FIELD => {
+                self.correlation_id = Some(cut(s, self.max_value).to_owned());
+                let v = self.text(s);
+                self.push(field, v);
+            }
+            "otel.status_code" => {
+                self.error |= s.eq_ignore_ascii_case("error");
+                let v = self.text(s);
+                self.push(field, v);
+            }
+            STEP_DATA_FIELD => {
+                let v = self.json(s);
+                self.push(field, v);
+            }
+            _ => {
+                let v = self.text(s);
+                self.push(field, v);
+            }
+        }
+    }
+}
+
+impl Visit for Capture<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, Value::F64(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, Value::U64(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, Value::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push_text(field, value);
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.push_text(field, &value.to_string());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.redactor.is_sensitive_name(field.name()) {
+            self.push(field, Value::Redacted);
+            return;
+        }
+        self.push_text(field, &format!("{value:?}"));
+    }
+}
+
+// === impl Layer ===
+
+fn record_of<S>(span: &SpanRef<'_, S>) -> Option<(Arc<TraceShared>, Option<u32>)>
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    span.extensions()
+        .get::<SpanRecord>()
+        .map(|r| (Arc::clone(&r.trace), r.op))
+}
+
+impl<S> tracing_subscriber::Layer<S> for TraceLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let meta = attrs.metadata();
+        let parent = span.parent();
+        let (trace, parent_op) = match &parent {
+            Some(p) => match record_of(p) {
+                Some(rec) => rec,
+                // The parent belongs to a trace that is not recorded.
+                None => return,
+            },
+            None => {
+                // A root operation: decide once whether to record it.
+                let settings = self.inner.settings.load_full();
+                if !sample(&self.inner.head_counter, settings.config.sample_rate) {
+                    let mut c = Capture::new(&settings, 0);
+                    attrs.record(&mut c);
+                    span.extensions_mut().insert(Unrecorded {
+                        id: self.inner.next_id(),
+                        correlation_id: c.correlation_id,
+                    });
+                    return;
+                }
+                let shared = Arc::new(TraceShared {
+                    id: self.inner.next_id(),
+                    settings,
+                    clock: Arc::clone(&self.inner.clock),
+                    started: self.inner.clock.now(),
+                    started_wall: SystemTime::now(),
+                    buf: Mutex::new(TraceBuf::default()),
+                });
+                (shared, None)
+            }
+        };
+        let mut c = Capture::new(&trace.settings, meta.fields().len());
+        attrs.record(&mut c);
+        if parent.is_none()
+            && let Some(cid) = c.correlation_id.take()
+        {
+            trace.buf.lock().correlation_id = Some(cid);
+        }
+        let name = c
+            .otel_name
+            .take()
+            .map_or(Cow::Borrowed(meta.name()), Cow::Owned);
+        let op = trace.push_op(parent_op, name, meta.target(), c.fields, c.error);
+        span.extensions_mut().insert(SpanRecord {
+            trace,
+            op,
+            is_root: parent.is_none(),
+        });
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let Some((trace, op)) = record_of(&span) else {
+            // An unrecorded root can still learn its correlation id.
+            let mut ext = span.extensions_mut();
+            if let Some(u) = ext.get_mut::<Unrecorded>() {
+                let settings = self.inner.settings.load();
+                let mut c = Capture::new(&settings, 0);
+                values.record(&mut c);
+                if c.correlation_id.is_some() {
+                    u.correlation_id = c.correlation_id;
+                }
+            }
+            return;
+        };
+        let mut c = Capture::new(&trace.settings, 2);
+        values.record(&mut c);
+        let max_bytes = trace.limits().max_trace_bytes;
+        let is_root = span
+            .extensions()
+            .get::<SpanRecord>()
+            .is_some_and(|r| r.is_root);
+        let mut buf = trace.buf.lock();
+        if is_root && let Some(cid) = c.correlation_id.take() {
+            buf.correlation_id = Some(cid);
+        }
+        buf.failed |= c.error;
+        let fields = buf.charge(c.fields, max_bytes);
+        let Some(o) = op.and_then(|o| buf.ops.get_mut(o as usize)) else {
+            return;
+        };
+        o.failed |= c.error;
+        if let Some(n) = c.otel_name {
+            o.name = Cow::Owned(n);
+        }
+        for (k, v) in fields {
+            match o.fields.iter_mut().find(|(name, _)| *name == k) {
+                Some(slot) => slot.1 = v,
+                None => o.fields.push((k, v)),
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.event_span(event) else { return };
+        let Some((trace, op)) = record_of(&span) else { return };
+        let meta = event.metadata();
+        let mut c = Capture::new(&trace.settings, meta.fields().len());
+        event.record(&mut c);
+        let name = match (c.message.take(), c.step_name.take()) {
+            (_, Some(step)) => Cow::Owned(step),
+            (Some(msg), None) => Cow::Owned(msg),
+            (None, None) => Cow::Borrowed(meta.name()),
+        };
+        let failed = *meta.level() == Level::ERROR;
+        trace.push_step(op, name, *meta.level(), c.fields, failed);
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let ext = span.extensions();
+        let Some(rec) = ext.get::<SpanRecord>() else { return };
+        let end = rec.trace.elapsed();
+        if let Some(op) = rec.op
+            && let Some(o) = rec.trace.buf.lock().ops.get_mut(op as usize)
+        {
+            o.end = Some(end);
+        }
+        if rec.is_root {
+            self.inner.finish(&rec.trace, end);
+        }
+    }
+}
+
+// === capture from the current span ===
+
+/// What an error captured: the redacted error message and the trace so far.
+pub(crate) struct Captured {
+    pub(crate) message: String,
+    pub(crate) trace: Option<Trace>,
+    /// The redaction in force for this trace, for formatting the error later.
+    pub(crate) settings: Option<Arc<Settings>>,
+}
+
+/// The redactor used when no recorded trace supplies one: the defaults.
+pub(crate) fn default_redactor() -> &'static Redactor {
+    static DEFAULT: std::sync::LazyLock<Redactor> =
+        std::sync::LazyLock::new(|| Redactor::new(&crate::config::RedactionConfig::default()));
+    &DEFAULT
+}
+
+/// Snapshots the trace of the current span, recording the error `message` as
+/// its failing step. The trace is `None` when there is no current span or the
+/// subscriber is not built on `tracing_subscriber::Registry`.
+pub(crate) fn capture_current(message: &str) -> Captured {
+    let current = tracing::Span::current();
+    current
+        .with_subscriber(|(id, dispatch)| {
+            let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+            let span = registry.span(id)?;
+            Some(capture_in(&span, message))
+        })
+        .flatten()
+        .unwrap_or_else(|| Captured {
+            message: scrub_message(default_redactor(), message),
+            trace: None,
+            settings: None,
+        })
+}
+
+fn scrub_message(redactor: &Redactor, message: &str) -> String {
+    redactor
+        .scrub_text(message)
+        .unwrap_or_else(|| message.to_owned())
+}
+
+fn capture_in<R>(span: &SpanRef<'_, R>, message: &str) -> Captured
+where
+    R: for<'a> LookupSpan<'a>,
+{
+    if let Some((trace, op)) = record_of(span) {
+        let mut active: Vec<u32> = span
+            .scope()
+            .filter_map(|s| s.extensions().get::<SpanRecord>().and_then(|r| r.op))
+            .collect();
+        active.reverse();
+        let mut c = Capture::new(&trace.settings, 1);
+        let v = c.text(message);
+        c.fields.push((Cow::Borrowed("error"), v));
+        let failing = trace.push_step(op, Cow::Borrowed("error"), Level::ERROR, c.fields, true);
+        return Captured {
+            message: scrub_message(&trace.settings.redactor, message),
+            trace: Some(trace.snapshot(active, failing)),
+            settings: Some(Arc::clone(&trace.settings)),
+        };
+    }
+    // Not recorded: the chain of names is all there is.
+    let chain: Vec<SpanRef<'_, R>> = span.scope().from_root().collect();
+    let (id, correlation_id) = chain
+        .first()
+        .and_then(|root| {
+            root.extensions()
+                .get::<Unrecorded>()
+                .map(|u| (u.id, u.correlation_id.clone()))
+        })
+        .unwrap_or((TraceId(0), None));
+    let operations: Vec<Operation> = chain
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            Operation {
+                id: i,
+                parent: i.checked_sub(1),
+                name: Cow::Borrowed(s.name()),
+                target: Cow::Borrowed(s.metadata().target()),
+                fields: Vec::new(),
+                start: Duration::ZERO,
+                end: None,
+                failed: false,
+                start_seq: i,
+            }
+        })
+        .collect();
+    let n = u32::try_from(operations.len()).unwrap_or(u32::MAX);
+    let message = scrub_message(default_redactor(), message);
+    let step = Step {
+        seq: n,
+        operation: n.checked_sub(1),
+        name: Cow::Borrowed("error"),
+        level: Level::ERROR,
+        at: Duration::ZERO,
+        fields: vec![(Cow::Borrowed("error"), Value::Str(message.clone()))],
+        failed: true,
+    };
+    Captured {
+        message,
+        trace: Some(Trace {
+            trace_id: id,
+            correlation_id: correlation_id.unwrap_or_else(|| id.to_string()),
+            started_at: SystemTime::now(),
+            duration: None,
+            status: TraceStatus::Failed,
+            recorded: false,
+            active: (0..n).collect(),
+            operations,
+            failing_step: Some(n),
+            steps: vec![step],
+            dropped: Dropped::default(),
+        }),
+        settings: None,
+    }
+}
+
+/// The correlation id of the current trace, if the current span belongs to
+/// one (recorded or not).
+///
+/// Use it to tag outgoing requests and logs. Requires a subscriber built on
+/// `tracing_subscriber::Registry` with a [`TraceLayer`].
+#[must_use]
+pub fn current_correlation_id() -> Option<String> {
+    tracing::Span::current()
+        .with_subscriber(|(id, dispatch)| {
+            let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+            let span = registry.span(id)?;
+            if let Some((trace, _)) = record_of(&span) {
+                return Some(trace.correlation_id());
+            }
+            let root = span.scope().from_root().next()?;
+            let ext = root.extensions();
+            let u = ext.get::<Unrecorded>()?;
+            Some(u.correlation_id.clone().unwrap_or_else(|| u.id.to_string()))
+        })
+        .flatten()
+}

@@ -1,0 +1,382 @@
+//! Redaction of secrets at capture time: by field name, inside captured text,
+//! and inside structured JSON data.
+
+use crate::config::RedactionConfig;
+
+/// What a redacted value is replaced with.
+pub const REDACTED: &str = "[REDACTED]";
+
+const DEFAULT_PATTERNS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "credential",
+    "credentials",
+    "private_key",
+    "access_key",
+    "session_token",
+    "bearer",
+];
+
+/// The compiled form of a [`RedactionConfig`].
+#[derive(Debug, Clone)]
+pub(crate) struct Redactor {
+    enabled: bool,
+    /// Each pattern as a sequence of lowercase words.
+    patterns: Vec<Vec<String>>,
+    /// Lowercase value prefixes.
+    value_prefixes: Vec<String>,
+}
+
+/// Splits a name into words at non-alphanumeric characters and at camelCase
+/// boundaries (`xApiKey` → `x`, `Api`, `Key`).
+pub(crate) fn words(name: &str) -> impl Iterator<Item = &str> {
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() && !bytes[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        if i >= bytes.len() {
+            return None;
+        }
+        let start = i;
+        i += 1;
+        while i < bytes.len()
+            && bytes[i].is_ascii_alphanumeric()
+            && !(bytes[i].is_ascii_uppercase() && bytes[i - 1].is_ascii_lowercase())
+        {
+            i += 1;
+        }
+        // All split points are ASCII, so they are char boundaries.
+        name.get(start..i)
+    })
+}
+
+// === impl Redactor ===
+
+impl Redactor {
+    pub(crate) fn new(config: &RedactionConfig) -> Self {
+        let defaults = config
+            .default_patterns
+            .then_some(DEFAULT_PATTERNS)
+            .unwrap_or_default()
+            .iter()
+            .copied();
+        let patterns = defaults
+            .chain(config.field_patterns.iter().map(String::as_str))
+            .map(|p| words(p).map(str::to_ascii_lowercase).collect::<Vec<_>>())
+            .filter(|w| !w.is_empty())
+            .collect();
+        Self {
+            enabled: config.enabled,
+            patterns,
+            value_prefixes: config
+                .value_prefixes
+                .iter()
+                .map(|p| p.to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    /// Whether a field with this name must be redacted.
+    pub(crate) fn is_sensitive_name(&self, name: &str) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let mut buf: [&str; 24] = [""; 24];
+        let mut n = 0;
+        for w in words(name) {
+            if n == buf.len() {
+                break;
+            }
+            buf[n] = w;
+            n += 1;
+        }
+        let ws = &buf[..n];
+        self.patterns.iter().any(|p| {
+            ws.windows(p.len())
+                .any(|win| win.iter().zip(p).all(|(a, b)| a.eq_ignore_ascii_case(b)))
+        })
+    }
+
+    /// Whether a value must be replaced whole because of its prefix.
+    fn has_secret_prefix(&self, s: &str) -> bool {
+        let t = s.trim_start().as_bytes();
+        self.value_prefixes
+            .iter()
+            .any(|p| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
+    }
+
+    /// Redacts secrets inside free text. Returns `None` when nothing changed.
+    pub(crate) fn scrub_text(&self, s: &str) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        if self.has_secret_prefix(s) {
+            return Some(REDACTED.to_owned());
+        }
+        // Cheap pre-check: every pattern we rewrite needs a separator.
+        if !s.bytes().any(|b| matches!(b, b':' | b'=' | b' ')) {
+            return None;
+        }
+        let spans = self.secret_spans(s);
+        if spans.is_empty() {
+            return None;
+        }
+        let mut out = String::with_capacity(s.len());
+        let mut last = 0;
+        for (start, end) in spans {
+            out.push_str(s.get(last..start).unwrap_or_default());
+            out.push_str(REDACTED);
+            last = end;
+        }
+        out.push_str(s.get(last..).unwrap_or_default());
+        Some(out)
+    }
+
+    /// Byte ranges of secret values in `s`, in order and non-overlapping.
+    fn secret_spans(&self, s: &str) -> Vec<(usize, usize)> {
+        let b = s.as_bytes();
+        let mut spans = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if !is_key_byte(b[i]) {
+                i += 1;
+                continue;
+            }
+            let key_start = i;
+            while i < b.len() && is_key_byte(b[i]) {
+                i += 1;
+            }
+            let key = s.get(key_start..i).unwrap_or_default();
+            let scheme = key.eq_ignore_ascii_case("bearer") || key.eq_ignore_ascii_case("basic");
+            // After the key: optional closing quote, spaces, then `:` or `=`.
+            let mut j = i;
+            if j < b.len() && matches!(b[j], b'"' | b'\'') {
+                j += 1;
+            }
+            while j < b.len() && b[j] == b' ' {
+                j += 1;
+            }
+            let value_start = if j < b.len() && matches!(b[j], b':' | b'=') {
+                j += 1;
+                while j < b.len() && b[j] == b' ' {
+                    j += 1;
+                }
+                if self.is_sensitive_name(key) {
+                    Some(j)
+                } else {
+                    None
+                }
+            } else if scheme && i < b.len() && b[i] == b' ' {
+                // `Bearer abc...` anywhere in text.
+                let mut k = i;
+                while k < b.len() && b[k] == b' ' {
+                    k += 1;
+                }
+                Some(k)
+            } else {
+                None
+            };
+            let Some(vs) = value_start else {
+                continue;
+            };
+            let end = value_end(b, vs);
+            if end > vs {
+                // Keep the quotes of a quoted value, redact what is inside.
+                let quoted = matches!(b[vs], b'"' | b'\'');
+                let (rs, re) = if quoted && end - vs >= 2 {
+                    (vs + 1, end - 1)
+                } else {
+                    (vs, end)
+                };
+                if spans.last().is_none_or(|&(_, e)| rs >= e) {
+                    spans.push((rs, re));
+                }
+            }
+            i = end.max(i);
+        }
+        spans
+    }
+
+    /// Redacts secrets in JSON data: values under sensitive keys, and
+    /// secrets inside strings.
+    pub(crate) fn scrub_json(&self, v: &mut serde_json::Value) {
+        if !self.enabled {
+            return;
+        }
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, val) in map.iter_mut() {
+                    if self.is_sensitive_name(k) {
+                        *val = serde_json::Value::String(REDACTED.to_owned());
+                    } else {
+                        self.scrub_json(val);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|i| self.scrub_json(i)),
+            serde_json::Value::String(s) => {
+                if let Some(clean) = self.scrub_text(s) {
+                    *s = clean;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+/// Where a value starting at `start` ends: the closing quote of a quoted
+/// value; for an unquoted one, the next delimiter, letting an auth scheme
+/// (`Bearer xyz`) run through its credential.
+fn value_end(b: &[u8], start: usize) -> usize {
+    if start >= b.len() {
+        return start;
+    }
+    let q = b[start];
+    if matches!(q, b'"' | b'\'') {
+        let mut k = start + 1;
+        while k < b.len() {
+            if b[k] == b'\\' {
+                k += 2;
+                continue;
+            }
+            if b[k] == q {
+                return k + 1;
+            }
+            k += 1;
+        }
+        return b.len();
+    }
+    let delim = |c: u8| matches!(c, b',' | b';' | b'}' | b')' | b']' | b'&' | b'\n' | b' ' | b'"');
+    let mut k = start;
+    while k < b.len() && !delim(b[k]) {
+        k += 1;
+    }
+    let word = &b[start..k];
+    if (word.eq_ignore_ascii_case(b"bearer") || word.eq_ignore_ascii_case(b"basic"))
+        && k < b.len()
+        && b[k] == b' '
+    {
+        k += 1;
+        while k < b.len() && !delim(b[k]) {
+            k += 1;
+        }
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn redactor() -> Redactor {
+        Redactor::new(&RedactionConfig::default().with_field_pattern("ssn"))
+    }
+
+    #[test]
+    fn names_match_whole_words() {
+        let r = redactor();
+        for name in [
+            "api_key",
+            "x-api-key",
+            "apiKey",
+            "openai.api_key",
+            "password",
+            "Authorization",
+            "access_token",
+            "client_secret",
+            "user.ssn",
+        ] {
+            assert!(r.is_sensitive_name(name), "{name}");
+        }
+        for name in [
+            "gen_ai.usage.input_tokens",
+            "max_tokens",
+            "model",
+            "prompt",
+            "keyboard",
+            "author",
+        ] {
+            assert!(!r.is_sensitive_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn text_pairs_are_redacted() {
+        let r = redactor();
+        let s = r#"Request { model: "gpt", api_key: "sk-live-123", n: 1 }"#;
+        let out = r.scrub_text(s).unwrap();
+        assert_eq!(out, r#"Request { model: "gpt", api_key: "[REDACTED]", n: 1 }"#);
+
+        let out = r.scrub_text("Authorization: Bearer abc.def ok").unwrap();
+        assert_eq!(out, "Authorization: [REDACTED] ok");
+        let out = r.scrub_text("calling with bearer xyz123").unwrap();
+        assert_eq!(out, "calling with bearer [REDACTED]");
+        let out = r.scrub_text("url?token=abc&x=1").unwrap();
+        assert_eq!(out, "url?token=[REDACTED]&x=1");
+        let out = r.scrub_text(r#"{"password":"hunter2","user":"bob"}"#).unwrap();
+        assert_eq!(out, r#"{"password":"[REDACTED]","user":"bob"}"#);
+        assert_eq!(r.scrub_text("input_tokens: 12"), None);
+        assert_eq!(r.scrub_text("plain"), None);
+    }
+
+    #[test]
+    fn value_prefixes_redact_whole_value() {
+        let r = Redactor::new(&RedactionConfig::default().with_value_prefix("sk-"));
+        assert_eq!(r.scrub_text("SK-abc").as_deref(), Some(REDACTED));
+        assert_eq!(r.scrub_text("skate"), None);
+    }
+
+    #[test]
+    fn disabled_redacts_nothing() {
+        let r = Redactor::new(&RedactionConfig {
+            enabled: false,
+            ..RedactionConfig::default()
+        });
+        assert!(!r.is_sensitive_name("password"));
+        assert_eq!(r.scrub_text("password=x"), None);
+    }
+
+    #[test]
+    fn json_is_scrubbed_recursively() {
+        let r = redactor();
+        let mut v = serde_json::json!({
+            "headers": {"Authorization": "Bearer abc", "accept": "json"},
+            "items": [{"token": "t"}, "password=p"],
+        });
+        r.scrub_json(&mut v);
+        let s = v.to_string();
+        assert!(!s.contains("abc") && !s.contains("\"t\"") && !s.contains("=p"), "{s}");
+        assert!(s.contains("json"));
+    }
+
+    proptest! {
+        // A secret assigned to a sensitive key never survives, whatever
+        // surrounds it.
+        #[test]
+        fn secret_never_survives(
+            prefix in "([a-z]{0,8}[ ,{])?",
+            key in prop::sample::select(vec!["api_key", "password", "token", "Authorization", "secret"]),
+            sep in prop::sample::select(vec![": ", "=", " = ", "\": \""]),
+            secret in "[A-Za-z0-9]{8,20}",
+            suffix in "[a-z ,}]{0,12}",
+        ) {
+            let text = format!("{prefix}{key}{sep}{secret}{suffix}");
+            let r = redactor();
+            let out = r.scrub_text(&text).unwrap_or(text.clone());
+            prop_assert!(!out.contains(&secret), "{} -> {}", text, out);
+        }
+    }
+}

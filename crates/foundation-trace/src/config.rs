@@ -27,7 +27,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
 pub struct TraceConfig {
     /// Fraction of root operations that are recorded at all (head sampling),
     /// from `0.0` to `1.0`. Default `1.0`.
@@ -115,7 +114,6 @@ fn check_rate(v: &mut Validator, path: &str, rate: f64) {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
 pub struct RetentionConfig {
     /// How many failed traces to keep (most recent first). `0` keeps none.
     /// Default 256.
@@ -193,7 +191,6 @@ const MAX_STORE: usize = 1_000_000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
 pub struct LimitsConfig {
     /// Steps (events) recorded per trace; later ones are counted as dropped.
     /// Error-level steps may use a small reserve beyond this cap so the
@@ -253,7 +250,6 @@ impl Validate for LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
 pub struct RedactionConfig {
     /// Whether redaction is on. Default `true`; turn it off only for local
     /// debugging.

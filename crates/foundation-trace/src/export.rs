@@ -58,6 +58,12 @@ pub trait TraceSink: std::fmt::Debug + Send + Sync + 'static {
     fn on_trace(&self, trace: &Arc<Trace>);
 }
 
+impl<T: TraceSink + ?Sized> TraceSink for Arc<T> {
+    fn on_trace(&self, trace: &Arc<Trace>) {
+        (**self).on_trace(trace);
+    }
+}
+
 /// The OpenTelemetry GenAI name for a field of an AI operation or step.
 #[must_use]
 pub fn ai_name(field: &str) -> Option<&'static str> {

@@ -6,14 +6,14 @@ use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
 
 /// A dispatcher with a `TraceLayer` on a registry, and the layer's handle.
-pub fn dispatch(config: TraceConfig) -> (Dispatch, TraceHandle) {
+pub(crate) fn dispatch(config: TraceConfig) -> (Dispatch, TraceHandle) {
     let layer = TraceLayer::new(config).unwrap();
     let handle = layer.handle();
     (Dispatch::new(tracing_subscriber::registry().with(layer)), handle)
 }
 
 /// Like [`dispatch`], with tokio's clock so paused time drives timestamps.
-pub fn dispatch_tokio_clock(config: TraceConfig) -> (Dispatch, TraceHandle) {
+pub(crate) fn dispatch_tokio_clock(config: TraceConfig) -> (Dispatch, TraceHandle) {
     let layer = TraceLayer::builder()
         .with_config(config)
         .with_clock(foundation_core::TokioClock)
@@ -24,6 +24,6 @@ pub fn dispatch_tokio_clock(config: TraceConfig) -> (Dispatch, TraceHandle) {
 }
 
 /// Runs `f` with `d` as the thread's default dispatcher.
-pub fn with<T>(d: &Dispatch, f: impl FnOnce() -> T) -> T {
+pub(crate) fn with<T>(d: &Dispatch, f: impl FnOnce() -> T) -> T {
     tracing::dispatcher::with_default(d, f)
 }

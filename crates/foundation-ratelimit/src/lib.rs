@@ -6,8 +6,10 @@ pub mod config;
 mod error;
 mod gcra;
 pub mod headers;
+mod keyed;
 mod limiter;
 mod permit;
+pub mod profile;
 pub mod telemetry;
 mod wait;
 
@@ -17,3 +19,4 @@ pub use error::{AcquireError, ConfigError, UnknownDimension};
 pub use headers::RateLimitInfo;
 pub use limiter::{Builder, DimensionStatus, RateLimiter, Snapshot};
 pub use permit::Permit;
+pub use keyed::{KeyedBuilder, KeyedRateLimiter};

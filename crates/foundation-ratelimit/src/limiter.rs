@@ -212,7 +212,8 @@ impl Shared {
         let mut pairs = Vec::with_capacity(self.dims.len());
         for (dim, d) in self.dims.iter().zip(&next.dimensions) {
             let old = dim.gcra();
-            let new = d.gcra().ok_or_else(|| ValidationOutOfRange::error(&d.name))?;
+            // `validate` above rejects out-of-range parameters.
+            let new = d.gcra().unwrap_or(old);
             dim.store(new, d.effective_max_queued());
             pairs.push((old, new));
         }
@@ -228,17 +229,6 @@ impl Shared {
             name: name.to_owned(),
             known: self.dims.iter().map(|d| &*d.name).collect::<Vec<_>>().join(", "),
         }
-    }
-}
-
-struct ValidationOutOfRange;
-
-impl ValidationOutOfRange {
-    fn error(name: &str) -> ConfigError {
-        ConfigError::Invalid(foundation_core::ValidationErrors::single(
-            foundation_core::FieldPath::from("dimensions").key(name).field("period"),
-            "out of range",
-        ))
     }
 }
 
@@ -687,10 +677,6 @@ impl Builder {
     /// The configuration's validation errors, each naming its field.
     pub fn build(self) -> Result<RateLimiter, ConfigError> {
         Ok(RateLimiter::from_parts(Arc::new(Shared::new(self.config, self.clock)?)))
-    }
-
-    pub(crate) fn build_shared(self) -> Result<Arc<Shared>, ConfigError> {
-        Ok(Arc::new(Shared::new(self.config, self.clock)?))
     }
 }
 

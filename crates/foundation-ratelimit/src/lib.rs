@@ -4,6 +4,7 @@
 mod charge;
 pub mod config;
 mod error;
+pub mod fallback;
 mod gcra;
 pub mod headers;
 mod keyed;
@@ -11,6 +12,9 @@ mod limiter;
 mod permit;
 pub mod profile;
 pub mod telemetry;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 mod wait;
 
 pub use charge::Charge;

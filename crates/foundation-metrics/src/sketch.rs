@@ -119,21 +119,21 @@ impl Quantile {
         self.0
     }
 
-    /// The 0-based rank of this quantile among `n > 0` sorted samples:
-    /// `floor(q · (n − 1))`, the "lower" definition, which is also what the
-    /// accuracy guarantee is stated against.
+    /// The 0-based rank of this quantile among `n > 0` sorted samples, by
+    /// the nearest-rank definition: `ceil(q · n) − 1` (0 for `q = 0`). The
+    /// accuracy guarantee is stated against the exact sample at this rank.
     #[must_use]
     #[allow(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
         clippy::cast_precision_loss,
-        reason = "q in [0,1] and the product is at most n - 1"
+        reason = "q in [0,1] and the product is at most n"
     )]
     pub fn rank(self, n: u64) -> u64 {
         if n == 0 {
             return 0;
         }
-        ((self.0 * (n - 1) as f64).floor() as u64).min(n - 1)
+        ((self.0 * n as f64).ceil() as u64).saturating_sub(1).min(n - 1)
     }
 }
 

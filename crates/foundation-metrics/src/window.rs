@@ -16,7 +16,8 @@
 //! which span it actually covered ([`WindowSnapshot::span`]). Rotation needs a
 //! call at least once per finest interval to keep boundaries sharp; when
 //! several boundaries pass without one, the samples since the last rotation
-//! are attributed to the newest interval.
+//! are attributed to the oldest of the missed intervals (they are at least
+//! that old only if nothing rotated, which upkeep prevents).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -29,6 +30,7 @@
 //! let s = RollingSketch::new(&WindowLevel::defaults(), Arc::new(clock.clone()));
 //! s.record(5.0);                       // an old, slow sample
 //! clock.advance(Duration::from_secs(120));
+//! s.rotate();                          // upkeep does this every few seconds
 //! s.record(0.1);                       // a recent, fast one
 //! let last_minute = s.window(Duration::from_secs(60));
 //! assert_eq!(last_minute.sketch.count(), 1);
@@ -152,10 +154,10 @@ impl Levels {
             let empties = usize::try_from(k.saturating_sub(1))
                 .unwrap_or(usize::MAX)
                 .min(level.cap);
+            level.ring.push_back(cum.since(&level.prev));
             for _ in 0..empties {
                 level.ring.push_back(Sketch::new());
             }
-            level.ring.push_back(cum.since(&level.prev));
             while level.ring.len() > level.cap {
                 level.ring.pop_front();
             }

@@ -49,9 +49,9 @@ impl Rng {
     }
 }
 
-/// Exact quantile with the "lower" rank definition `floor(q (n - 1))`.
+/// Exact quantile by nearest rank: `ceil(q n) - 1`.
 pub fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
-    let rank = (q * (sorted.len() - 1) as f64).floor() as usize;
+    let rank = ((q * sorted.len() as f64).ceil() as usize).saturating_sub(1).min(sorted.len() - 1);
     sorted[rank]
 }
 

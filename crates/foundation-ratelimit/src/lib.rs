@@ -10,6 +10,9 @@ pub mod headers;
 mod keyed;
 mod limiter;
 mod permit;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 pub mod profile;
 pub mod telemetry;
 #[cfg(feature = "tower")]

@@ -183,7 +183,10 @@ impl Shared {
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         let d = self.clock.now().saturating_duration_since(self.epoch);
-        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+        // u64 arithmetic rather than `as_nanos` (u128): this is the hot path.
+        d.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()))
     }
 
     pub(crate) fn concurrency(&self) -> Option<u32> {

@@ -18,7 +18,15 @@
 //! |---|---|
 //! | (always) | [`core`] = `foundation-core` |
 //! | `full` | every capability below |
+//! | `ratelimit` | [`ratelimit`] = `foundation-ratelimit`: multi-dimensional limits (RPM + TPM + concurrency), fair waiting, provider profiles, header feedback, tower layer |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// Shared vocabulary: error classification, clocks, units, configuration.
 pub use foundation_core as core;
+
+/// Multi-dimensional rate limits: atomic GCRA across requests, tokens and
+/// concurrency, FIFO waiting with backpressure, reserve-then-reconcile,
+/// provider profiles, header feedback, fallbacks, keyed limiters, tower layer.
+#[cfg(feature = "ratelimit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+pub use foundation_ratelimit as ratelimit;

@@ -7,6 +7,8 @@
 #![allow(clippy::print_stdout, reason = "the demo's job is to print its report")]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a demo fails loudly")]
 
+mod provider;
+mod ratelimit;
 mod report;
 
 use report::Report;
@@ -18,13 +20,14 @@ async fn main() {
     println!("(embedded defaults: in-memory state, SQLite files in a temporary directory)");
 
     let pending = [
-        ("rate limiting (foundation-ratelimit)", "issue 3"),
         ("execution traces (foundation-trace)", "issue 4"),
         ("elastic pools (foundation-pool)", "issue 5"),
         ("latency and cost distributions (foundation-metrics)", "issue 6"),
         ("event log and trace trees (foundation-events)", "issue 7"),
         ("tiered and semantic cache (foundation-cache)", "issue 8"),
     ];
+    ratelimit::run(&mut report).await;
+
     for (capability, issue) in pending {
         report.not_yet(capability, issue);
     }

@@ -5,7 +5,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -93,6 +93,9 @@ struct Inner {
     sink: Option<Arc<dyn TraceSink>>,
     head_counter: AtomicU64,
     ids: AtomicU64,
+    /// Recorded root operations still open. While it is zero no span can
+    /// belong to a recorded trace, so child spans and events return at once.
+    live: AtomicUsize,
 }
 
 /// A validated configuration with its compiled redactor.
@@ -181,6 +184,7 @@ impl TraceLayerBuilder {
                 sink: self.sink,
                 head_counter: AtomicU64::new(0),
                 ids: AtomicU64::new(seed),
+                live: AtomicUsize::new(0),
             }),
         })
     }
@@ -339,7 +343,12 @@ impl TraceShared {
         fields: Fields,
         failed: bool,
     ) -> Option<u32> {
-        let start = self.elapsed();
+        // The root starts the trace; children are timed from it.
+        let start = if parent.is_some() {
+            self.elapsed()
+        } else {
+            Duration::ZERO
+        };
         let max_ops = self.limits().max_operations;
         let max_bytes = self.limits().max_trace_bytes;
         let mut buf = self.buf.lock();
@@ -535,7 +544,7 @@ impl<'a> Capture<'a> {
 
     fn push(&mut self, field: &Field, value: Value) {
         let name = field.name();
-        let value = if self.redactor.is_sensitive_name(name) {
+        let value = if self.redactor.is_sensitive_field(name) {
             Value::Redacted
         } else {
             value
@@ -548,8 +557,19 @@ impl<'a> Capture<'a> {
 
     fn push_text(&mut self, field: &Field, s: &str) {
         let name = field.name();
-        if self.redactor.is_sensitive_name(name) {
+        if self.redactor.is_sensitive_field(name) {
             self.fields.push((Cow::Borrowed(name), Value::Redacted));
+            return;
+        }
+        if !matches!(
+            name,
+            "message" | STEP_NAME_FIELD | OTEL_NAME_FIELD | CORRELATION_ID_FIELD | STEP_DATA_FIELD
+        ) && name != "otel.status_code"
+            && name != "error"
+        {
+            // The common case: plain text, already known not to be secret.
+            let v = self.text(s);
+            self.fields.push((Cow::Borrowed(name), v));
             return;
         }
         match name {
@@ -572,10 +592,28 @@ impl<'a> Capture<'a> {
                 let v = self.text(s);
                 self.push(field, v);
             }
-            STEP_DATA_FIELD => {
-                let v = self.json(s);
-                self.push(field, v);
-            }
+            STEP_DATA_FIELD => match self.json(s) {
+                // An object's keys become fields of their own, so they read
+                // (and export, with GenAI names) like any other field.
+                Value::Json(serde_json::Value::Object(map)) => {
+                    for (k, v) in map {
+                        let v = match v {
+                            _ if self.redactor.is_sensitive_name(&k) => Value::Redacted,
+                            serde_json::Value::Bool(b) => Value::Bool(b),
+                            serde_json::Value::String(s) => Value::Str(s),
+                            serde_json::Value::Number(n) => n
+                                .as_u64()
+                                .map(Value::U64)
+                                .or_else(|| n.as_i64().map(Value::I64))
+                                .or_else(|| n.as_f64().map(Value::F64))
+                                .unwrap_or(Value::Json(serde_json::Value::Number(n))),
+                            other => Value::Json(other),
+                        };
+                        self.fields.push((Cow::Owned(k), v));
+                    }
+                }
+                v => self.push(field, v),
+            },
             _ => {
                 let v = self.text(s);
                 self.push(field, v);
@@ -604,7 +642,7 @@ impl Visit for Capture<'_> {
         self.push_text(field, &value.to_string());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.redactor.is_sensitive_name(field.name()) {
+        if self.redactor.is_sensitive_field(field.name()) {
             self.push(field, Value::Redacted);
             return;
         }
@@ -628,6 +666,13 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if self.inner.live.load(Ordering::Acquire) == 0
+            && (attrs.parent().is_some()
+                || (attrs.is_contextual() && ctx.current_span().id().is_some()))
+        {
+            // No recorded trace is open, so this span's cannot be one.
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         let meta = attrs.metadata();
         let parent = span.parent();
@@ -655,8 +700,13 @@ where
                     clock: Arc::clone(&self.inner.clock),
                     started: self.inner.clock.now(),
                     started_wall: SystemTime::now(),
-                    buf: Mutex::new(TraceBuf::default()),
+                    buf: Mutex::new(TraceBuf {
+                        ops: Vec::with_capacity(8),
+                        steps: Vec::with_capacity(16),
+                        ..TraceBuf::default()
+                    }),
                 });
+                self.inner.live.fetch_add(1, Ordering::AcqRel);
                 (shared, None)
             }
         };
@@ -723,10 +773,14 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if self.inner.live.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let Some(span) = ctx.event_span(event) else { return };
-        let Some((trace, op)) = record_of(&span) else { return };
+        let ext = span.extensions();
+        let Some(rec) = ext.get::<SpanRecord>() else { return };
         let meta = event.metadata();
-        let mut c = Capture::new(&trace.settings, meta.fields().len());
+        let mut c = Capture::new(&rec.trace.settings, meta.fields().len());
         event.record(&mut c);
         let name = match (c.message.take(), c.step_name.take()) {
             (_, Some(step)) => Cow::Owned(step),
@@ -734,10 +788,13 @@ where
             (None, None) => Cow::Borrowed(meta.name()),
         };
         let failed = *meta.level() == Level::ERROR;
-        trace.push_step(op, name, *meta.level(), c.fields, failed);
+        rec.trace.push_step(rec.op, name, *meta.level(), c.fields, failed);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if self.inner.live.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let Some(span) = ctx.span(&id) else { return };
         let ext = span.extensions();
         let Some(rec) = ext.get::<SpanRecord>() else { return };
@@ -749,6 +806,7 @@ where
         }
         if rec.is_root {
             self.inner.finish(&rec.trace, end);
+            self.inner.live.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -807,8 +865,20 @@ where
         active.reverse();
         let mut c = Capture::new(&trace.settings, 1);
         let v = c.text(message);
-        c.fields.push((Cow::Borrowed("error"), v));
-        let failing = trace.push_step(op, Cow::Borrowed("error"), Level::ERROR, c.fields, true);
+        // When the failure was just recorded (an error event with the same
+        // message, e.g. from `measure_step` or `#[instrument(err)]`), mark
+        // that step rather than repeating it.
+        let already = {
+            let buf = trace.buf.lock();
+            buf.steps
+                .last()
+                .filter(|s| s.failed && s.field("error") == Some(&v))
+                .map(|s| s.seq)
+        };
+        let failing = already.or_else(|| {
+            c.fields.push((Cow::Borrowed("error"), v));
+            trace.push_step(op, Cow::Borrowed("error"), Level::ERROR, c.fields, true)
+        });
         return Captured {
             message: scrub_message(&trace.settings.redactor, message),
             trace: Some(trace.snapshot(active, failing)),

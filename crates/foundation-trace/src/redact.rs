@@ -1,7 +1,29 @@
 //! Redaction of secrets at capture time: by field name, inside captured text,
 //! and inside structured JSON data.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::config::RedactionConfig;
+
+/// A small per-thread cache of field-name answers, keyed by the address of
+/// the `&'static str` name (field names of a callsite are statics) and the
+/// redactor generation. Keeps name matching off the per-event cost.
+#[derive(Clone, Copy)]
+struct CacheEntry {
+    addr: usize,
+    len: usize,
+    generation: u64,
+    sensitive: bool,
+}
+
+const CACHE_SLOTS: usize = 128;
+
+thread_local! {
+    static NAME_CACHE: RefCell<[CacheEntry; CACHE_SLOTS]> = const {
+        RefCell::new([CacheEntry { addr: 0, len: 0, generation: 0, sensitive: false }; CACHE_SLOTS])
+    };
+}
 
 /// What a redacted value is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
@@ -27,6 +49,9 @@ const DEFAULT_PATTERNS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub(crate) struct Redactor {
     enabled: bool,
+    /// Unique per compiled redactor, so cached answers of an older
+    /// configuration are never reused.
+    generation: u64,
     /// Each pattern as a sequence of lowercase words.
     patterns: Vec<Vec<String>>,
     /// Lowercase value prefixes.
@@ -73,8 +98,10 @@ impl Redactor {
             .map(|p| words(p).map(str::to_ascii_lowercase).collect::<Vec<_>>())
             .filter(|w| !w.is_empty())
             .collect();
+        static GENERATION: AtomicU64 = AtomicU64::new(1);
         Self {
             enabled: config.enabled,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             patterns,
             value_prefixes: config
                 .value_prefixes
@@ -82,6 +109,38 @@ impl Redactor {
                 .map(|p| p.to_ascii_lowercase())
                 .collect(),
         }
+    }
+
+    /// [`is_sensitive_name`](Self::is_sensitive_name) for a callsite's
+    /// static field name, answered from a per-thread cache.
+    pub(crate) fn is_sensitive_field(&self, name: &'static str) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let addr = name.as_ptr().addr();
+        let slot = ((addr >> 3) ^ name.len()) % CACHE_SLOTS;
+        let cached = NAME_CACHE.with(|c| {
+            c.try_borrow().ok().and_then(|c| {
+                let e = c[slot];
+                (e.addr == addr && e.len == name.len() && e.generation == self.generation)
+                    .then_some(e.sensitive)
+            })
+        });
+        if let Some(sensitive) = cached {
+            return sensitive;
+        }
+        let sensitive = self.is_sensitive_name(name);
+        NAME_CACHE.with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c[slot] = CacheEntry {
+                    addr,
+                    len: name.len(),
+                    generation: self.generation,
+                    sensitive,
+                };
+            }
+        });
+        sensitive
     }
 
     /// Whether a field with this name must be redacted.

@@ -199,3 +199,27 @@ fn without_a_span_there_is_no_trace_but_the_error_is_intact() {
     assert!(err.trace().is_none());
     assert_eq!(err.into_inner().to_string(), "tool z timed out");
 }
+
+#[tokio::test]
+async fn a_failure_already_recorded_is_marked_not_repeated() {
+    let (d, _h) = dispatch(TraceConfig::default());
+    let _default = tracing::dispatcher::set_default(&d);
+    async fn flow() -> Result<(), TracedError<Classified>> {
+        foundation_trace::measure_step(
+            "call model",
+            serde_json::json!({"model": "m"}),
+            async { Err::<(), _>(Classified::new(ErrorKind::Transient, "503 from provider")) },
+        )
+        .await?;
+        Ok(())
+    }
+    let err = flow()
+        .instrument(info_span!("request"))
+        .await
+        .unwrap_err();
+    let t = err.trace().unwrap();
+    assert_eq!(t.outline(), ["request", "  call model", "    - step failed"]);
+    assert_eq!(t.steps.iter().filter(|s| s.failed).count(), 1);
+    assert_eq!(t.failing_step, Some(t.steps[0].seq));
+    assert_eq!(err.kind(), ErrorKind::Transient);
+}

@@ -77,6 +77,7 @@ async fn structured_step_data_is_redacted_by_key() {
         "call model",
         serde_json::json!({
             "model": "m",
+            "api_key": SECRET,
             "headers": {"x-api-key": SECRET, "accept": "json"},
             "input_tokens": 5,
         }),
@@ -89,13 +90,19 @@ async fn structured_step_data_is_redacted_by_key() {
     let t = h.store().find("data").unwrap();
     let op = &t.operations[1];
     assert_eq!(op.name, "call model");
-    let Some(Value::Json(data)) = op.field("step.data") else {
+    // The data object's keys become fields of the step's operation.
+    let Some(Value::Json(headers)) = op.field("headers") else {
         panic!("structured data expected: {op:?}")
     };
-    assert_eq!(data["headers"]["x-api-key"], "[REDACTED]");
-    assert_eq!(data["headers"]["accept"], "json");
-    assert_eq!(data["input_tokens"], 5);
+    assert_eq!(headers["x-api-key"], "[REDACTED]");
+    assert_eq!(headers["accept"], "json");
+    assert_eq!(op.field("input_tokens"), Some(&Value::U64(5)));
+    // ... and export with GenAI names.
+    let json = t.to_json();
+    assert_eq!(json["operations"][1]["attributes"]["gen_ai.request.model"], "m");
+    assert_eq!(op.field("api_key"), Some(&Value::Redacted));
     assert!(!t.to_json().to_string().contains(SECRET));
+    assert!(!t.to_string().contains(SECRET));
 }
 
 #[test]

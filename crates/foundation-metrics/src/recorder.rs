@@ -251,10 +251,10 @@ impl Inner {
         let mut families = self.families.lock();
         let family = families.entry(name.to_owned()).or_insert_with(|| {
             let mut f = Family::new(kind);
-            if let Some((k, help)) = self.descriptions.lock().get(name) {
-                if *k == kind {
-                    f.help = Some(help.clone());
-                }
+            if let Some((k, help)) = self.descriptions.lock().get(name)
+                && *k == kind
+            {
+                f.help = Some(help.clone());
             }
             f
         });
@@ -322,10 +322,10 @@ impl Inner {
                 help = format!("{help} ({})", u.as_str());
             }
         }
-        if let Some(f) = self.families.lock().get_mut(name.as_str()) {
-            if f.kind == kind {
-                f.help = Some(help.clone());
-            }
+        if let Some(f) = self.families.lock().get_mut(name.as_str())
+            && f.kind == kind
+        {
+            f.help = Some(help.clone());
         }
         self.descriptions.lock().insert(name.as_str().to_owned(), (kind, help));
     }
@@ -394,10 +394,10 @@ impl Inner {
         if !removed.is_empty() {
             let mut families = self.families.lock();
             for (name, overflow) in removed {
-                if let Some(f) = families.get_mut(&name) {
-                    if !overflow {
-                        f.series = f.series.saturating_sub(1);
-                    }
+                if let Some(f) = families.get_mut(&name)
+                    && !overflow
+                {
+                    f.series = f.series.saturating_sub(1);
                 }
             }
         }

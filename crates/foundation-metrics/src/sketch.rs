@@ -1,12 +1,15 @@
 //! Relative-error quantile sketches: [`AtomicSketch`] records lock-free,
 //! [`Sketch`] is its mergeable, serializable snapshot.
 //!
-//! The sketch is DDSketch-style (Masson, Rim, Lee, VLDB 2019): a value `x > 0`
-//! goes to bucket `i = ceil(ln x / ln γ)` with `γ = (1 + α) / (1 − α)`, so bucket
-//! `i` holds `(γ^(i−1), γ^i]`. Answering a quantile with the bucket's
-//! representative `2γ^i / (γ + 1)` is within relative error `α` of every value
-//! the bucket holds, so **any quantile is within `α` = [`RELATIVE_ERROR`] (1%)
-//! of the exact sample at the same rank**, whatever the distribution.
+//! The sketch is DDSketch-style (Masson, Rim, Lee, VLDB 2019) with a
+//! log-linear bucket layout like Prometheus native histograms: 35 buckets per
+//! power of two, so bucket bounds grow by `γ = 2^(1/35)` ≈ 1.02. Answering a
+//! quantile with the bucket's representative `2 lo γ / (γ + 1)` is within
+//! relative error `(γ − 1) / (γ + 1)` ≈ 0.99% of every value the bucket holds,
+//! so **any quantile is within [`RELATIVE_ERROR`] (1%) of the exact sample at
+//! the same rank**, whatever the distribution. Finding a bucket takes the
+//! binary exponent and a 1024-entry table on the top mantissa bits: no
+//! logarithm on the record path.
 //!
 //! The index range is fixed: magnitudes in `[MIN_MAGNITUDE, MAX_MAGNITUDE]`
 //! (1e-9 to 1e18, which covers nanoseconds to centuries in seconds, and any
@@ -14,7 +17,7 @@
 //! count as zero and larger ones clamp to the top bucket (min and max stay
 //! exact, and quantiles are clamped to them). Negative values use a mirrored
 //! set of buckets. Memory per sketch is therefore bounded by a constant
-//! (3 110 buckets per sign) no matter how many samples it sees, and buckets are
+//! (3 150 buckets per sign) no matter how many samples it sees, and buckets are
 //! allocated in chunks of 64 only when touched, so a latency series spanning
 //! three decades holds about six chunks (3 KiB).
 //!
@@ -37,49 +40,92 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-/// The relative error `α` of every quantile answered by a sketch: 1%.
+/// The relative error `α` guaranteed for every quantile: 1% (the mapping's
+/// exact bound is `(γ − 1) / (γ + 1)` ≈ 0.99%).
 pub const RELATIVE_ERROR: f64 = 0.01;
-/// `γ = (1 + α) / (1 − α)`: the ratio between consecutive bucket bounds.
-const GAMMA: f64 = (1.0 + RELATIVE_ERROR) / (1.0 - RELATIVE_ERROR);
-/// `1 / ln γ`.
-const INV_LN_GAMMA: f64 = 49.998_333_288_886_78;
-/// `ln γ`.
-const LN_GAMMA: f64 = 0.020_000_666_706_669_435;
+/// Buckets per power of two: `γ = 2^(1/35)` ≈ 1.0200.
+const PER_BINADE: usize = 35;
+/// Lowest binary exponent with buckets (`2^-30` ≈ 9.3e-10 ≤ `MIN_MAGNITUDE`).
+const MIN_EXP: i32 = -30;
+/// Highest binary exponent with buckets (`2^60` ≈ 1.15e18 > `MAX_MAGNITUDE`).
+const MAX_EXP: i32 = 59;
 /// Magnitudes below this count as zero.
 pub const MIN_MAGNITUDE: f64 = 1e-9;
 /// Magnitudes above this land in the top bucket (min/max stay exact).
 pub const MAX_MAGNITUDE: f64 = 1e18;
-/// `ceil(ln MIN_MAGNITUDE / ln γ)`.
-const MIN_INDEX: i32 = -1036;
-/// `ceil(ln MAX_MAGNITUDE / ln γ)`.
-const MAX_INDEX: i32 = 2073;
 /// Buckets per sign.
-pub(crate) const NUM_SLOTS: usize = (MAX_INDEX - MIN_INDEX + 1) as usize;
+#[allow(clippy::cast_sign_loss, reason = "MAX_EXP >= MIN_EXP")]
+pub(crate) const NUM_SLOTS: usize = (MAX_EXP - MIN_EXP + 1) as usize * PER_BINADE;
 const CHUNK: usize = 64;
 const NUM_CHUNKS: usize = NUM_SLOTS.div_ceil(CHUNK);
 /// Identifies the bucket mapping in serialized sketches, so a sketch saved by
 /// a build with another mapping is refused instead of misread.
-const MAPPING_VERSION: u32 = 1;
+const MAPPING_VERSION: u32 = 2;
+/// Mantissa cells of the lookup table (top 10 mantissa bits).
+const CELLS: usize = 1024;
 
-/// The bucket slot (0-based) for a magnitude `m >= MIN_MAGNITUDE`.
+/// Bucket bounds within a binade and the lookup table on mantissa bits.
+struct Tables {
+    /// `bounds[j] = 2^(j/35)`, `bounds[35] = 2`.
+    bounds: [f64; PER_BINADE + 1],
+    /// For each cell `[1 + c/1024, 1 + (c+1)/1024)`, the bucket of its lower
+    /// edge. A cell (0.1% wide) holds at most one bound (buckets are 2% wide),
+    /// so one comparison finishes the lookup.
+    cell: [u8; CELLS],
+    /// `γ = 2^(1/35)`.
+    gamma: f64,
+}
+
+static TABLES: std::sync::LazyLock<Tables> = std::sync::LazyLock::new(|| {
+    #[allow(clippy::cast_precision_loss, reason = "small integers")]
+    let bounds: [f64; PER_BINADE + 1] =
+        std::array::from_fn(|j| if j == PER_BINADE { 2.0 } else { (j as f64 / PER_BINADE as f64).exp2() });
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, reason = "j < 35")]
+    let cell: [u8; CELLS] = std::array::from_fn(|c| {
+        let lo = 1.0 + c as f64 / CELLS as f64;
+        bounds.iter().rposition(|b| *b <= lo).unwrap_or(0) as u8
+    });
+    Tables { bounds, cell, gamma: (1.0 / PER_BINADE as f64).exp2() }
+});
+
+/// The bucket slot (0-based) for a magnitude `m >= MIN_MAGNITUDE`: bucket
+/// `35 e + j` holds `[2^(e + j/35), 2^(e + (j+1)/35))`. No logarithm: the
+/// binary exponent and a table on the top mantissa bits.
 #[inline]
 #[allow(
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,
-    reason = "the index is clamped into the slot range before the cast"
+    clippy::cast_possible_wrap,
+    reason = "exponent bits fit i32; the slot is range-checked"
 )]
 fn slot_of(m: f64) -> usize {
-    let i = (m.ln() * INV_LN_GAMMA).ceil();
-    let i = i.clamp(f64::from(MIN_INDEX), f64::from(MAX_INDEX));
-    (i as i32 - MIN_INDEX) as usize
+    let bits = m.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32 - 1023;
+    if exp < MIN_EXP {
+        return 0;
+    }
+    if exp > MAX_EXP {
+        return NUM_SLOTS - 1;
+    }
+    let t = &*TABLES;
+    let c = ((bits >> 42) & 0x3ff) as usize;
+    let mut j = t.cell.get(c).copied().unwrap_or(0) as usize;
+    let mantissa = f64::from_bits((bits & ((1u64 << 52) - 1)) | (1023u64 << 52));
+    if t.bounds.get(j + 1).is_some_and(|b| mantissa >= *b) {
+        j += 1;
+    }
+    (exp - MIN_EXP) as usize * PER_BINADE + j
 }
 
-/// The representative magnitude of a slot: within `α` of everything in it.
+/// The representative magnitude of a slot, `2 lo γ / (γ + 1)`: within
+/// `(γ − 1) / (γ + 1)` of everything in `[lo, lo γ)`.
 #[inline]
 #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "slots < 4096")]
 fn slot_value(slot: usize) -> f64 {
-    let i = slot as i32 + MIN_INDEX;
-    2.0 * (f64::from(i) * LN_GAMMA).exp() / (GAMMA + 1.0)
+    let t = &*TABLES;
+    let e = (slot / PER_BINADE) as i32 + MIN_EXP;
+    let lo = t.bounds.get(slot % PER_BINADE).copied().unwrap_or(1.0) * f64::from(e).exp2();
+    2.0 * lo * t.gamma / (t.gamma + 1.0)
 }
 
 /// A quantile in `[0, 1]`, validated once so queries cannot fail on it.
@@ -908,14 +954,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn constants_match_the_mapping() {
-        assert!((GAMMA.ln() - LN_GAMMA).abs() < 1e-15);
-        assert!((1.0 / GAMMA.ln() - INV_LN_GAMMA).abs() < 1e-9);
-        #[allow(clippy::cast_possible_truncation, reason = "test")]
-        let lo = (MIN_MAGNITUDE.ln() / LN_GAMMA).ceil() as i32;
-        #[allow(clippy::cast_possible_truncation, reason = "test")]
-        let hi = (MAX_MAGNITUDE.ln() / LN_GAMMA).ceil() as i32;
-        assert_eq!((lo, hi), (MIN_INDEX, MAX_INDEX));
+    fn mapping_covers_the_documented_range() {
+        let t = &*TABLES;
+        assert!((t.gamma - 1.0) / (t.gamma + 1.0) < RELATIVE_ERROR);
+        assert!(slot_of(MIN_MAGNITUDE) > 0);
+        assert!(slot_of(MAX_MAGNITUDE) < NUM_SLOTS - 1);
+        // The table agrees with the exact logarithm everywhere in a binade.
+        for k in 0..200_000u32 {
+            let x = 1.0 + f64::from(k) / 200_000.0;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "test")]
+            let exact = ((x.log2() * 35.0) + 1e-12).floor() as usize;
+            let got = slot_of(x) - (0 - MIN_EXP) as usize * PER_BINADE;
+            assert!(got == exact || (x.log2() * 35.0 - exact as f64).abs() < 1e-9, "{x}: {got} vs {exact}");
+        }
     }
 
     #[test]
@@ -986,10 +1037,10 @@ mod tests {
         let s = Sketch::from_samples([0.0, 1.5, -2.0, 3e5]);
         let back = Sketch::from_json(&s.to_json().unwrap()).unwrap();
         assert_eq!(back, s);
-        let bad = s.to_json().unwrap().replace("\"mapping\":1", "\"mapping\":9");
+        let bad = s.to_json().unwrap().replace("\"mapping\":2", "\"mapping\":9");
         let err = Sketch::from_json(&bad).unwrap_err().to_string();
         assert!(err.contains("mapping 9"), "{err}");
-        let oob = r#"{"mapping":1,"relative_error":0.01,"zero":0,"sum":1,"min":1,"max":1,"pos":[[99999,1]],"neg":[]}"#;
+        let oob = r#"{"mapping":2,"relative_error":0.01,"zero":0,"sum":1,"min":1,"max":1,"pos":[[99999,1]],"neg":[]}"#;
         assert!(Sketch::from_json(oob).unwrap_err().to_string().contains("out of range"));
     }
 

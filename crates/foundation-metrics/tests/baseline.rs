@@ -1,4 +1,5 @@
 //! Baselines: a shifted distribution regresses, a resample does not.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod support;
 

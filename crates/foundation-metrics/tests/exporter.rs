@@ -1,4 +1,5 @@
 //! Scraping `/metrics` over real HTTP, and upkeep without scrapes.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod support;
 

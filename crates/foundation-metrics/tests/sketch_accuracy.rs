@@ -1,5 +1,6 @@
 //! Quantile accuracy against exact sorted samples, merge = union, many
 //! threads recording, and flat memory over 10M samples.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod support;
 

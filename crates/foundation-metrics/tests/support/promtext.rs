@@ -2,6 +2,7 @@
 //! check that what the exporter serves is valid: syntax, escaping, metadata
 //! order, grouping, duplicate series, and histogram/summary structure
 //! (cumulative buckets, `+Inf` equal to `_count`).
+#![allow(clippy::collapsible_if, clippy::collapsible_match, clippy::unwrap_used, reason = "a test parser, written for clarity")]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

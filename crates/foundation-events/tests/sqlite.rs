@@ -1,0 +1,54 @@
+//! The behaviour suite on the SQLite backend (a fresh file per test).
+#![cfg(feature = "sqlite")]
+mod support;
+
+use std::sync::Arc;
+
+use foundation_events::{SchemaRegistry, SqliteConfig, SqliteStore};
+use support::TempDir;
+
+async fn make(registry: Option<Arc<SchemaRegistry>>) -> (SqliteStore, TempDir) {
+    let dir = TempDir::new();
+    let mut config = SqliteConfig::new(dir.0.join("events.db"));
+    config.poll_interval = std::time::Duration::from_millis(50);
+    let s = SqliteStore::open(config).await.unwrap();
+    (match registry { Some(r) => s.with_registry(r), None => s }, dir)
+}
+
+async fn cleanup(dir: TempDir) {
+    drop(dir);
+}
+
+behaviour_suite!(make, cleanup);
+
+#[tokio::test]
+async fn schemas_with_registry() {
+    let (s, dir) = make(Some(support::registry())).await;
+    support::schemas_reject_and_upcasters_upgrade(s).await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn reopening_keeps_the_log_and_head() {
+    use foundation_events::{Backend, EventStore, ExpectedVersion, NewEvent, Position};
+    let dir = TempDir::new();
+    let path = dir.0.join("events.db");
+    {
+        let s = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+        s.append(&support::stream("x"), ExpectedVersion::NoStream, vec![NewEvent::new("t", serde_json::json!({}))]).await.unwrap();
+        s.close().await;
+    }
+    let s = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
+    assert_eq!(s.head().await.unwrap(), Position(1));
+    let r = s.append(&support::stream("x"), ExpectedVersion::Exact(1), vec![NewEvent::new("t", serde_json::json!({}))]).await.unwrap();
+    assert_eq!(r.last_position, Position(2));
+}
+
+#[tokio::test]
+async fn invalid_config_names_the_field() {
+    let mut c = SqliteConfig::new("");
+    c.max_connections = 0;
+    let err = SqliteStore::open(c).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("path") && msg.contains("max_connections"), "{msg}");
+}

@@ -128,7 +128,11 @@ mod tests {
         assert!(matches!(g.admit(clock.now()), Admit::BackingOff(_)));
         clock.advance(d);
         assert_eq!(g.admit(clock.now()), Admit::Yes, "the probe");
-        assert_eq!(g.admit(clock.now()), Admit::BackingOff(Duration::ZERO), "only one probe");
+        assert_eq!(
+            g.admit(clock.now()),
+            Admit::BackingOff(Duration::ZERO),
+            "only one probe"
+        );
         assert!(g.success());
         assert_eq!(g.failures(), 0);
         assert_eq!(g.admit(clock.now()), Admit::Yes);

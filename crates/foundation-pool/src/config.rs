@@ -7,7 +7,9 @@ use foundation_core::config::{Validate, Validator};
 use serde::{Deserialize, Serialize};
 
 /// Which idle object an exclusive checkout takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum QueueMode {
     /// Most recently returned first: keeps a hot core of objects and lets the
@@ -45,11 +47,17 @@ pub struct PoolConfig {
     #[serde(default)]
     pub queue_mode: QueueMode,
     /// Default deadline of [`ElasticPool::get`](crate::ElasticPool::get).
-    #[serde(with = "foundation_core::serde_util::duration", default = "default_checkout_timeout")]
+    #[serde(
+        with = "foundation_core::serde_util::duration",
+        default = "default_checkout_timeout"
+    )]
     #[schemars(with = "String")]
     pub checkout_timeout: Duration,
     /// Upper bound on one `Manager::create` call.
-    #[serde(with = "foundation_core::serde_util::duration", default = "default_create_timeout")]
+    #[serde(
+        with = "foundation_core::serde_util::duration",
+        default = "default_create_timeout"
+    )]
     #[schemars(with = "String")]
     pub create_timeout: Duration,
     /// Fail a checkout at once with `Overloaded` when the predicted wait
@@ -111,8 +119,16 @@ impl Validate for PoolConfig {
             "min_size",
             format!("must not exceed max_size ({})", self.max_size),
         );
-        v.check(!self.checkout_timeout.is_zero(), "checkout_timeout", "must be positive");
-        v.check(!self.create_timeout.is_zero(), "create_timeout", "must be positive");
+        v.check(
+            !self.checkout_timeout.is_zero(),
+            "checkout_timeout",
+            "must be positive",
+        );
+        v.check(
+            !self.create_timeout.is_zero(),
+            "create_timeout",
+            "must be positive",
+        );
         v.nested("health", &self.health);
         v.nested("controller", &self.controller);
         v.nested("backoff", &self.backoff);
@@ -126,12 +142,18 @@ impl Validate for PoolConfig {
 pub struct HealthConfig {
     /// How often idle objects are checked with `Manager::recycle` in the
     /// background, and how often the reaper runs.
-    #[serde(with = "foundation_core::serde_util::duration", default = "default_check_interval")]
+    #[serde(
+        with = "foundation_core::serde_util::duration",
+        default = "default_check_interval"
+    )]
     #[schemars(with = "String")]
     pub check_interval: Duration,
     /// Upper bound on one check (background or on checkout); an object whose
     /// check times out is discarded.
-    #[serde(with = "foundation_core::serde_util::duration", default = "default_check_timeout")]
+    #[serde(
+        with = "foundation_core::serde_util::duration",
+        default = "default_check_timeout"
+    )]
     #[schemars(with = "String")]
     pub check_timeout: Duration,
     /// How many objects a background round checks at the same time.
@@ -139,7 +161,10 @@ pub struct HealthConfig {
     pub max_concurrent_checks: usize,
     /// Check an object on checkout when it has not been checked for this long
     /// (`0s`: always, like bb8's `test_on_check_out`; absent: never).
-    #[serde(with = "foundation_core::serde_util::opt_duration", default = "default_check_after")]
+    #[serde(
+        with = "foundation_core::serde_util::opt_duration",
+        default = "default_check_after"
+    )]
     #[schemars(with = "Option<String>")]
     pub check_on_checkout_after: Option<Duration>,
     /// Objects older than this are replaced: on checkout, on return and by the
@@ -148,7 +173,10 @@ pub struct HealthConfig {
     #[schemars(with = "Option<String>")]
     pub max_lifetime: Option<Duration>,
     /// Idle objects in excess of `min_size` idle for longer than this are closed.
-    #[serde(with = "foundation_core::serde_util::opt_duration", default = "default_idle_timeout")]
+    #[serde(
+        with = "foundation_core::serde_util::opt_duration",
+        default = "default_idle_timeout"
+    )]
     #[schemars(with = "Option<String>")]
     pub idle_timeout: Option<Duration>,
 }
@@ -162,11 +190,17 @@ const fn default_check_timeout() -> Duration {
 const fn default_check_concurrency() -> usize {
     2
 }
-#[allow(clippy::unnecessary_wraps, reason = "serde default must match the field type")]
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "serde default must match the field type"
+)]
 const fn default_check_after() -> Option<Duration> {
     Some(Duration::from_secs(10))
 }
-#[allow(clippy::unnecessary_wraps, reason = "serde default must match the field type")]
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "serde default must match the field type"
+)]
 const fn default_idle_timeout() -> Option<Duration> {
     Some(Duration::from_secs(600))
 }
@@ -186,9 +220,21 @@ impl Default for HealthConfig {
 
 impl Validate for HealthConfig {
     fn validate_into(&self, v: &mut Validator) {
-        v.check(!self.check_interval.is_zero(), "check_interval", "must be positive");
-        v.check(!self.check_timeout.is_zero(), "check_timeout", "must be positive");
-        v.check(self.max_concurrent_checks >= 1, "max_concurrent_checks", "must be at least 1");
+        v.check(
+            !self.check_interval.is_zero(),
+            "check_interval",
+            "must be positive",
+        );
+        v.check(
+            !self.check_timeout.is_zero(),
+            "check_timeout",
+            "must be positive",
+        );
+        v.check(
+            self.max_concurrent_checks >= 1,
+            "max_concurrent_checks",
+            "must be at least 1",
+        );
         if let Some(l) = self.max_lifetime {
             v.check(!l.is_zero(), "max_lifetime", "must be positive when set");
         }
@@ -207,11 +253,17 @@ pub struct ControllerConfig {
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// How often demand is sampled and a decision taken.
-    #[serde(with = "foundation_core::serde_util::duration", default = "default_tick")]
+    #[serde(
+        with = "foundation_core::serde_util::duration",
+        default = "default_tick"
+    )]
     #[schemars(with = "String")]
     pub tick: Duration,
     /// Time constant of the exponential smoothing of the inputs.
-    #[serde(with = "foundation_core::serde_util::duration", default = "default_smoothing")]
+    #[serde(
+        with = "foundation_core::serde_util::duration",
+        default = "default_smoothing"
+    )]
     #[schemars(with = "String")]
     pub smoothing: Duration,
     /// Grow when smoothed utilization (in use / capacity) reaches this.
@@ -222,7 +274,10 @@ pub struct ControllerConfig {
     #[serde(default = "default_scale_down_utilization")]
     pub scale_down_utilization: f64,
     /// Grow when the smoothed checkout wait reaches this.
-    #[serde(with = "foundation_core::serde_util::duration", default = "default_wait_threshold")]
+    #[serde(
+        with = "foundation_core::serde_util::duration",
+        default = "default_wait_threshold"
+    )]
     #[schemars(with = "String")]
     pub scale_up_wait: Duration,
     /// Capacity multiplier of one growth step (at least the current waiters are added).
@@ -232,11 +287,17 @@ pub struct ControllerConfig {
     #[serde(default = "default_shrink_fraction")]
     pub shrink_fraction: f64,
     /// Minimum time between two growth steps.
-    #[serde(with = "foundation_core::serde_util::duration", default = "default_up_cooldown")]
+    #[serde(
+        with = "foundation_core::serde_util::duration",
+        default = "default_up_cooldown"
+    )]
     #[schemars(with = "String")]
     pub scale_up_cooldown: Duration,
     /// Minimum time after any change before a shrink step.
-    #[serde(with = "foundation_core::serde_util::duration", default = "default_down_cooldown")]
+    #[serde(
+        with = "foundation_core::serde_util::duration",
+        default = "default_down_cooldown"
+    )]
     #[schemars(with = "String")]
     pub scale_down_cooldown: Duration,
 }
@@ -291,19 +352,31 @@ impl Validate for ControllerConfig {
         v.check(!self.tick.is_zero(), "tick", "must be positive");
         v.check(!self.smoothing.is_zero(), "smoothing", "must be positive");
         let unit = |x: f64| x.is_finite() && x > 0.0 && x <= 1.0;
-        v.check(unit(self.scale_up_utilization), "scale_up_utilization", "must be in (0, 1]");
         v.check(
-            unit(self.scale_down_utilization) && self.scale_down_utilization < self.scale_up_utilization,
-            "scale_down_utilization",
-            format!("must be in (0, 1] and below scale_up_utilization ({})", self.scale_up_utilization),
+            unit(self.scale_up_utilization),
+            "scale_up_utilization",
+            "must be in (0, 1]",
         );
         v.check(
-            self.growth_factor.is_finite() && self.growth_factor >= 1.0 && self.growth_factor <= 16.0,
+            unit(self.scale_down_utilization)
+                && self.scale_down_utilization < self.scale_up_utilization,
+            "scale_down_utilization",
+            format!(
+                "must be in (0, 1] and below scale_up_utilization ({})",
+                self.scale_up_utilization
+            ),
+        );
+        v.check(
+            self.growth_factor.is_finite()
+                && self.growth_factor >= 1.0
+                && self.growth_factor <= 16.0,
             "growth_factor",
             "must be in [1, 16]",
         );
         v.check(
-            self.shrink_fraction.is_finite() && self.shrink_fraction > 0.0 && self.shrink_fraction < 1.0,
+            self.shrink_fraction.is_finite()
+                && self.shrink_fraction > 0.0
+                && self.shrink_fraction < 1.0,
             "shrink_fraction",
             "must be in (0, 1)",
         );
@@ -320,11 +393,17 @@ impl Validate for ControllerConfig {
 #[serde(deny_unknown_fields)]
 pub struct BackoffConfig {
     /// Delay after the first failure.
-    #[serde(with = "foundation_core::serde_util::duration", default = "default_backoff_initial")]
+    #[serde(
+        with = "foundation_core::serde_util::duration",
+        default = "default_backoff_initial"
+    )]
     #[schemars(with = "String")]
     pub initial: Duration,
     /// Upper bound of the delay.
-    #[serde(with = "foundation_core::serde_util::duration", default = "default_backoff_max")]
+    #[serde(
+        with = "foundation_core::serde_util::duration",
+        default = "default_backoff_max"
+    )]
     #[schemars(with = "String")]
     pub max: Duration,
     /// Growth of the delay per consecutive failure.
@@ -391,10 +470,18 @@ mod tests {
         c.backoff.jitter = 2.0;
         let err = c.validate().unwrap_err();
         assert!(err.has_error_at("min_size"), "{err}");
-        assert!(err.has_error_at("controller.scale_down_utilization"), "{err}");
+        assert!(
+            err.has_error_at("controller.scale_down_utilization"),
+            "{err}"
+        );
         assert!(err.has_error_at("backoff.jitter"), "{err}");
         assert!(PoolConfig::new(0, 1).validate().is_ok());
-        assert!(PoolConfig::new(0, 0).validate().unwrap_err().has_error_at("max_size"));
+        assert!(
+            PoolConfig::new(0, 0)
+                .validate()
+                .unwrap_err()
+                .has_error_at("max_size")
+        );
     }
 
     #[test]
@@ -406,6 +493,9 @@ mod tests {
         assert_eq!(c.health.max_lifetime, Some(Duration::from_secs(1800)));
         assert_eq!(c.health.check_on_checkout_after, None);
         assert_eq!(c.controller, ControllerConfig::default());
-        assert!(serde_json::from_str::<PoolConfig>(r#"{ "min_size": 1, "max_size": 2, "maxsize": 3 }"#).is_err());
+        assert!(
+            serde_json::from_str::<PoolConfig>(r#"{ "min_size": 1, "max_size": 2, "maxsize": 3 }"#)
+                .is_err()
+        );
     }
 }

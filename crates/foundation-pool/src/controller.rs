@@ -25,8 +25,8 @@ pub struct Sample {
     pub in_use: usize,
     /// Checkouts currently waiting for an object.
     pub waiting: usize,
-    /// Mean checkout wait of the checkouts completed since the last sample
-    /// (zero when there were none).
+    /// Mean wait of the checkouts that had to queue for capacity since the
+    /// last sample (zero when none did).
     pub mean_wait: Duration,
 }
 
@@ -199,7 +199,9 @@ impl Controller {
         };
         if let Some(reason) = grow_reason
             && self.capacity < max
-            && self.last_grow.is_none_or(|t| since(t) >= cfg.scale_up_cooldown)
+            && self
+                .last_grow
+                .is_none_or(|t| since(t) >= cfg.scale_up_cooldown)
         {
             let from = self.capacity;
             let stepped = ceil_usize(from as f64 * cfg.growth_factor);
@@ -310,11 +312,28 @@ mod tests {
         let c = cfg();
         let mut ctl = Controller::new(2, clock.now());
         let d = ctl.observe(clock.now(), busy(2, 10), &c, 2, 50);
-        assert!(matches!(d, Decision::Grow { from: 2, reason: Reason::Waiters, .. }), "{d:?}");
-        assert!(ctl.capacity() >= 12, "adds at least the waiters: {}", ctl.capacity());
+        assert!(
+            matches!(
+                d,
+                Decision::Grow {
+                    from: 2,
+                    reason: Reason::Waiters,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        assert!(
+            ctl.capacity() >= 12,
+            "adds at least the waiters: {}",
+            ctl.capacity()
+        );
         // Within the cooldown nothing grows further.
         clock.advance(Duration::from_millis(500));
-        assert_eq!(ctl.observe(clock.now(), busy(12, 5), &c, 2, 50), Decision::Hold);
+        assert_eq!(
+            ctl.observe(clock.now(), busy(12, 5), &c, 2, 50),
+            Decision::Hold
+        );
         // Demand vanishes: no shrink before the down cooldown ...
         let mut shrinks = Vec::new();
         for _ in 0..2_000 {
@@ -344,7 +363,11 @@ mod tests {
         }
         // Shrinks until 10 / cap would exceed 0.3, then holds well above the
         // growth threshold (10 / 0.8 = 12.5).
-        assert!(ctl.capacity() >= 13 && ctl.capacity() <= 34, "{}", ctl.capacity());
+        assert!(
+            ctl.capacity() >= 13 && ctl.capacity() <= 34,
+            "{}",
+            ctl.capacity()
+        );
     }
 
     #[test]
@@ -369,8 +392,16 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Step {
-        Sample { dt_ms: u64, in_use: usize, waiting: usize, wait_ms: u64 },
-        Bounds { min: usize, max: usize },
+        Sample {
+            dt_ms: u64,
+            in_use: usize,
+            waiting: usize,
+            wait_ms: u64,
+        },
+        Bounds {
+            min: usize,
+            max: usize,
+        },
     }
 
     fn step() -> impl Strategy<Value = Step> {

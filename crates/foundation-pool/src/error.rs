@@ -16,7 +16,9 @@ pub enum PoolError<E> {
     },
     /// The pool is saturated and the predicted wait exceeds what is left of
     /// the deadline, so the checkout failed at once instead of waiting it out.
-    #[error("pool overloaded: predicted wait {predicted:?} exceeds the {remaining:?} left of the deadline")]
+    #[error(
+        "pool overloaded: predicted wait {predicted:?} exceeds the {remaining:?} left of the deadline"
+    )]
     Overloaded {
         /// Predicted wait, from the queue length and observed hold times.
         predicted: Duration,
@@ -25,7 +27,9 @@ pub enum PoolError<E> {
     },
     /// The backend is failing and creation is backing off; no idle object
     /// was available.
-    #[error("backend unavailable after {failures} consecutive creation failures (next attempt in {retry_in:?})")]
+    #[error(
+        "backend unavailable after {failures} consecutive creation failures (next attempt in {retry_in:?})"
+    )]
     Unavailable {
         /// Consecutive creation failures so far.
         failures: u32,
@@ -132,8 +136,10 @@ mod tests {
         );
         let e: RunError<Op, std::io::Error> = RunError::Operation(Op);
         assert_eq!(e.kind(), ErrorKind::Permanent);
-        let e: RunError<Op, std::io::Error> =
-            RunError::Checkout(PoolError::Unavailable { failures: 3, retry_in: Duration::ZERO });
+        let e: RunError<Op, std::io::Error> = RunError::Checkout(PoolError::Unavailable {
+            failures: 3,
+            retry_in: Duration::ZERO,
+        });
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert!(std::error::Error::source(&e).is_some());
     }

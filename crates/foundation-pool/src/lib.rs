@@ -77,14 +77,18 @@ pub mod controller;
 mod error;
 mod maintenance;
 mod manager;
+mod multiplex;
 mod pool;
+mod replicas;
 mod shared;
 
 pub use config::{BackoffConfig, ControllerConfig, HealthConfig, PoolConfig, QueueMode};
 pub use controller::{Controller, Decision, Reason, Sample, Smoothed};
 pub use error::{BuildError, PoolError, RunError};
 pub use manager::{CheckFuture, FnManager, Manager};
+pub use multiplex::{Lease, Multiplexed};
 pub use pool::{Builder, ElasticPool, Health, Pooled, Status};
+pub use replicas::{ReplicaObject, Replicas};
 pub use shared::{ControllerSnapshot, ScaleEvent};
 
 /// deadpool's manager vocabulary, for implementing [`Manager`].

@@ -18,7 +18,11 @@ use crate::shared::{CloseReason, ControllerSnapshot, ScaleEvent};
 /// Shortest sleep of a background loop (guards against busy loops).
 const MIN_SLEEP: Duration = Duration::from_millis(1);
 
-pub(crate) fn spawn<M>(handle: &Handle, weak: &Weak<PoolInner<M>>, inner: &Arc<PoolInner<M>>) -> Vec<JoinHandle<()>>
+pub(crate) fn spawn<M>(
+    handle: &Handle,
+    weak: &Weak<PoolInner<M>>,
+    inner: &Arc<PoolInner<M>>,
+) -> Vec<JoinHandle<()>>
 where
     M: Manager + 'static,
 {
@@ -42,7 +46,10 @@ where
 
 fn apply_capacity<M: Manager>(inner: &PoolInner<M>, capacity: usize) {
     inner.pool.resize(capacity);
-    inner.shared.capacity.store(capacity, std::sync::atomic::Ordering::Relaxed);
+    inner
+        .shared
+        .capacity
+        .store(capacity, std::sync::atomic::Ordering::Relaxed);
     inner.shared.metrics.capacity.set(capacity as f64);
 }
 
@@ -227,13 +234,21 @@ pub(crate) async fn check_idle<M: Manager + 'static>(inner: &PoolInner<M>) {
         if st.waiting > 0 || st.available == 0 || inner.pool.is_closed() {
             break;
         }
-        let batch = (idle - visited).min(cfg.health.max_concurrent_checks).min(st.available);
+        let batch = (idle - visited)
+            .min(cfg.health.max_concurrent_checks)
+            .min(st.available);
         let mut set = JoinSet::new();
         for _ in 0..batch {
             let pool = inner.pool.clone();
             set.spawn(async move {
                 let mut obj = pool.timeout_get(&NOW).await.ok()?;
-                if Instant::now().saturating_duration_since(obj.last_checked) < due_after {
+                let now = Instant::now();
+                if obj.expired(now, obj.shared.hot.max_lifetime()) {
+                    obj.shared.closed(CloseReason::MaxLifetime);
+                    drop(Object::take(obj));
+                    return None;
+                }
+                if now.saturating_duration_since(obj.last_checked) < due_after {
                     return Some((obj, true));
                 }
                 let metrics = *Object::metrics(&obj);

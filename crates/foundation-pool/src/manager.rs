@@ -12,7 +12,7 @@ use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use tokio::time::Instant;
 
 use crate::backoff::Admit;
-use crate::shared::{CloseReason, Shared};
+use crate::shared::Shared;
 
 pub use deadpool::managed::Manager;
 
@@ -21,6 +21,9 @@ pub use deadpool::managed::Manager;
 #[derive(Debug)]
 pub(crate) struct Entry<T> {
     pub(crate) obj: T,
+    /// Held per object rather than per checkout, so that checkouts and
+    /// returns do not touch a shared reference count.
+    pub(crate) shared: Arc<Shared>,
     pub(crate) created: Instant,
     pub(crate) last_used: Instant,
     pub(crate) last_checked: Instant,
@@ -50,7 +53,9 @@ pub(crate) struct Adapter<M> {
 
 impl<M: fmt::Debug> fmt::Debug for Adapter<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Adapter").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("Adapter")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,6 +114,7 @@ impl<M: Manager> managed::Manager for Adapter<M> {
                 shared.created(now);
                 Ok(Entry {
                     obj,
+                    shared: Arc::clone(&self.shared),
                     created: now,
                     last_used: now,
                     last_checked: now,
@@ -125,21 +131,10 @@ impl<M: Manager> managed::Manager for Adapter<M> {
         }
     }
 
-    async fn recycle(&self, entry: &mut Self::Type, metrics: &Metrics) -> RecycleResult<Self::Error> {
-        let cfg = self.shared.config.load();
-        let now = Instant::now();
-        if entry.expired(now, cfg.health.max_lifetime) {
-            self.shared.closed(CloseReason::MaxLifetime);
-            return Err(RecycleError::message("max lifetime reached"));
-        }
-        let due = cfg
-            .health
-            .check_on_checkout_after
-            .is_some_and(|after| now.saturating_duration_since(entry.last_checked) >= after);
-        if due && !self.check(entry, metrics).await {
-            self.shared.closed(CloseReason::CheckFailed);
-            return Err(RecycleError::message("health check failed"));
-        }
+    /// Lifetime and health are judged by the pool after deadpool hands an
+    /// object over (see `ElasticPool::checkout`), with the clock reading the
+    /// checkout already took; deadpool's own recycle step has nothing to do.
+    async fn recycle(&self, _: &mut Self::Type, _: &Metrics) -> RecycleResult<Self::Error> {
         Ok(())
     }
 
@@ -180,7 +175,13 @@ impl<C, K> fmt::Debug for FnManager<C, K> {
 impl<C, K> FnManager<C, K> {
     /// A manager that creates with `create` and checks with `check` (which
     /// answers whether the object is still fit to use).
-    pub const fn new(create: C, check: K) -> Self {
+    ///
+    /// The bound on `check` is stated here so that closures are inferred
+    /// with the right higher-ranked signature.
+    pub const fn new<T>(create: C, check: K) -> Self
+    where
+        K: for<'a> Fn(&'a mut T) -> CheckFuture<'a>,
+    {
         Self { create, check }
     }
 }

@@ -74,6 +74,8 @@ pub struct Status {
     pub health: Health,
     /// Consecutive creation failures (0 when creation works).
     pub consecutive_create_failures: u32,
+    /// While creation is backing off: time until the next attempt.
+    pub create_retry_in: Option<Duration>,
     /// Objects created since the pool was built.
     pub created_total: u64,
     /// Objects closed after a failed health check since the pool was built.
@@ -127,7 +129,9 @@ pub struct Builder<M> {
 
 impl<M> fmt::Debug for Builder<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -230,7 +234,7 @@ impl<M: Manager> ElasticPool<M> {
         if config.queue_mode != cur.queue_mode {
             return Err(BuildError::Immutable("queue_mode"));
         }
-        self.inner.shared.config.update(config)?;
+        self.inner.shared.set_config(config)?;
         tracing::info!(pool = %self.inner.shared.name, "pool reconfigured");
         Ok(())
     }
@@ -284,8 +288,9 @@ impl<M: Manager> ElasticPool<M> {
     /// # Errors
     /// See [`PoolError`].
     pub async fn get(&self) -> Result<Pooled<M>, PoolError<M::Error>> {
-        let timeout = self.inner.shared.config.load().checkout_timeout;
-        self.get_until(Instant::now() + timeout).await
+        let start = Instant::now();
+        self.checkout(start, start + self.inner.shared.hot.checkout_timeout())
+            .await
     }
 
     /// Checks out an object within `timeout`.
@@ -293,37 +298,100 @@ impl<M: Manager> ElasticPool<M> {
     /// # Errors
     /// See [`PoolError`].
     pub async fn get_timeout(&self, timeout: Duration) -> Result<Pooled<M>, PoolError<M::Error>> {
-        self.get_until(Instant::now() + timeout).await
+        let start = Instant::now();
+        self.checkout(start, start + timeout).await
     }
 
     /// Checks out an object before `deadline`, failing fast when the deadline
     /// is predicted to be unreachable (`fail_fast`) or the backend is down.
     ///
+    /// An idle object past `max_lifetime` is closed, and one not checked for
+    /// `check_on_checkout_after` is checked first (closed if it fails), before
+    /// the next one is tried: an object that failed its check is never
+    /// handed out.
+    ///
     /// # Errors
     /// See [`PoolError`].
     pub async fn get_until(&self, deadline: Instant) -> Result<Pooled<M>, PoolError<M::Error>> {
+        self.checkout(Instant::now(), deadline).await
+    }
+
+    async fn checkout(
+        &self,
+        start: Instant,
+        deadline: Instant,
+    ) -> Result<Pooled<M>, PoolError<M::Error>> {
         let shared = &self.inner.shared;
-        let start = Instant::now();
-        if let Some(err) = self.admission(start, deadline) {
-            return Err(err);
-        }
-        let got = tokio::time::timeout_at(deadline, self.inner.pool.get()).await;
-        let waited = start.elapsed();
-        let obj = match got {
-            Ok(Ok(obj)) => obj,
-            Ok(Err(e)) => return Err(self.map_error(e)),
-            Err(_) => {
+        let mut retry = false;
+        loop {
+            // Closed objects are replaced within the same deadline.
+            if std::mem::replace(&mut retry, true) && Instant::now() >= deadline {
                 shared.metrics.timeouts.increment(1);
-                return Err(PoolError::Timeout { waited });
+                return Err(PoolError::Timeout {
+                    waited: start.elapsed(),
+                });
             }
-        };
-        shared.record_wait(waited);
-        Ok(Pooled {
-            obj: Some(obj),
-            shared: Arc::clone(shared),
-            since: Instant::now(),
-            discard: None,
-        })
+            // Fast path: an idle object or a free slot, without queueing.
+            // Only when that fails does the checkout decide whether waiting
+            // can pay off.
+            let mut queued = false;
+            let got = match self.inner.pool.timeout_get(&NOW).await {
+                Err(managed::PoolError::Timeout(_)) => {
+                    if let Some(err) = self.admission(start, deadline) {
+                        return Err(err);
+                    }
+                    queued = true;
+                    tokio::time::timeout_at(deadline, self.inner.pool.get()).await
+                }
+                other => Ok(other),
+            };
+            let mut obj = match got {
+                Ok(Ok(obj)) => obj,
+                Ok(Err(e)) => return Err(self.map_error(e)),
+                Err(_) => {
+                    shared.metrics.timeouts.increment(1);
+                    return Err(PoolError::Timeout {
+                        waited: start.elapsed(),
+                    });
+                }
+            };
+            // One clock read per checkout on the fast path (the clock is a
+            // measurable share of a checkout): an idle object handed out
+            // without queueing waited for nothing.
+            // Created by this very checkout (deadpool counts recycles of
+            // objects taken from the idle queue): its wait included the
+            // creation, and a check would be redundant.
+            let fresh = Object::metrics(&obj).recycle_count == 0;
+            let now = if queued || fresh {
+                Instant::now()
+            } else {
+                start
+            };
+            if obj.expired(now, shared.hot.max_lifetime()) {
+                shared.closed(CloseReason::MaxLifetime);
+                drop(Object::take(obj));
+                continue;
+            }
+            let due = !fresh
+                && shared
+                    .hot
+                    .check_after()
+                    .is_some_and(|after| now.saturating_duration_since(obj.last_checked) >= after);
+            if due {
+                let metrics = *Object::metrics(&obj);
+                if !self.inner.pool.manager().check(&mut obj, &metrics).await {
+                    shared.closed(CloseReason::CheckFailed);
+                    drop(Object::take(obj));
+                    continue;
+                }
+            }
+            shared.record_wait(now.saturating_duration_since(start), queued);
+            return Ok(Pooled {
+                obj: Some(obj),
+                since: now,
+                discard: None,
+            });
+        }
     }
 
     /// Runs `op` with a pooled object under one deadline `timeout` covering
@@ -343,7 +411,10 @@ impl<M: Manager> ElasticPool<M> {
     {
         let start = Instant::now();
         let deadline = start + timeout;
-        let mut obj = self.get_until(deadline).await.map_err(RunError::Checkout)?;
+        let mut obj = self
+            .checkout(start, deadline)
+            .await
+            .map_err(RunError::Checkout)?;
         // Armed: if this future is dropped or `op` panics, the object is
         // discarded by `Pooled::drop`.
         obj.discard = Some(CloseReason::OperationAborted);
@@ -364,7 +435,10 @@ impl<M: Manager> ElasticPool<M> {
         let st = self.inner.pool.status();
         let shared = &self.inner.shared;
         let cfg = shared.config.load();
-        let failures = shared.gate.lock().failures();
+        let (failures, create_retry_in) = {
+            let g = shared.gate.lock();
+            (g.failures(), g.retry_in(Instant::now().into_std()))
+        };
         let in_use = st.size.saturating_sub(st.available);
         let health = match (failures, st.size) {
             (0, s) if s >= cfg.min_size => Health::Healthy,
@@ -382,6 +456,7 @@ impl<M: Manager> ElasticPool<M> {
             max_size: cfg.max_size,
             health,
             consecutive_create_failures: failures,
+            create_retry_in,
             created_total: shared.totals.created.load(Ordering::Relaxed),
             check_failures_total: shared.closed_total(CloseReason::CheckFailed),
         }
@@ -399,7 +474,9 @@ impl<M: Manager> ElasticPool<M> {
         self.inner.shared.snapshot.subscribe()
     }
 
-    /// Decides whether a checkout may wait at all.
+    /// Decides whether a checkout that found no idle object and no free slot
+    /// may wait at all. (With a free slot the fast path creates, and the
+    /// creation gate answers `Unavailable` while the backend is down.)
     fn admission(&self, now: Instant, deadline: Instant) -> Option<PoolError<M::Error>> {
         let shared = &self.inner.shared;
         let cfg = shared.config.load();
@@ -410,21 +487,13 @@ impl<M: Manager> ElasticPool<M> {
         if st.available > 0 {
             return None;
         }
-        // Backend down and nothing idle: creation would be refused anyway.
-        let (failures, retry_in) = {
-            let g = shared.gate.lock();
-            (g.failures(), g.retry_in(now.into_std()))
-        };
-        if let Some(retry_in) = retry_in
-            && failures > 0
-            && st.size < st.max_size
-        {
-            shared.metrics.rejected_unavailable.increment(1);
-            return Some(PoolError::Unavailable { failures, retry_in });
-        }
         // Saturated: predict the wait from the queue and the hold times, with
         // the capacity the pool can still reach.
-        let reachable = if cfg.controller.enabled { cfg.max_size } else { st.max_size };
+        let reachable = if cfg.controller.enabled {
+            cfg.max_size
+        } else {
+            st.max_size
+        };
         if st.size < reachable {
             return None;
         }
@@ -435,7 +504,10 @@ impl<M: Manager> ElasticPool<M> {
         let remaining = deadline.saturating_duration_since(now);
         if predicted > remaining {
             shared.metrics.rejected_overloaded.increment(1);
-            return Some(PoolError::Overloaded { predicted, remaining });
+            return Some(PoolError::Overloaded {
+                predicted,
+                remaining,
+            });
         }
         None
     }
@@ -443,7 +515,9 @@ impl<M: Manager> ElasticPool<M> {
     fn map_error(&self, e: managed::PoolError<AdapterError<M::Error>>) -> PoolError<M::Error> {
         match e {
             managed::PoolError::Backend(AdapterError::Backend(e)) => PoolError::Create(e),
-            managed::PoolError::Backend(AdapterError::CreateTimeout(d)) => PoolError::CreateTimeout(d),
+            managed::PoolError::Backend(AdapterError::CreateTimeout(d)) => {
+                PoolError::CreateTimeout(d)
+            }
             managed::PoolError::Backend(AdapterError::BackingOff { failures, retry_in }) => {
                 self.inner.shared.metrics.rejected_unavailable.increment(1);
                 PoolError::Unavailable { failures, retry_in }
@@ -473,7 +547,6 @@ pub(crate) const NOW: Timeouts = Timeouts {
 #[must_use = "dropping a Pooled returns it to the pool at once"]
 pub struct Pooled<M: Manager> {
     obj: Option<Object<Adapter<M>>>,
-    shared: Arc<Shared>,
     since: Instant,
     discard: Option<CloseReason>,
 }
@@ -536,16 +609,21 @@ impl<M: Manager> DerefMut for Pooled<M> {
 
 impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
-        let Some(mut obj) = self.obj.take() else { return };
+        let Some(mut obj) = self.obj.take() else {
+            return;
+        };
         let now = Instant::now();
-        self.shared.record_hold(now.saturating_duration_since(self.since));
-        let max_lifetime = self.shared.config.load().health.max_lifetime;
-        let reason = self.discard.or_else(|| {
-            (std::thread::panicking()).then_some(CloseReason::OperationAborted)
-        });
-        let reason = reason.or_else(|| obj.expired(now, max_lifetime).then_some(CloseReason::MaxLifetime));
+        let shared = &obj.shared;
+        shared.record_hold(now.saturating_duration_since(self.since));
+        let reason = self
+            .discard
+            .or_else(|| std::thread::panicking().then_some(CloseReason::OperationAborted))
+            .or_else(|| {
+                obj.expired(now, shared.hot.max_lifetime())
+                    .then_some(CloseReason::MaxLifetime)
+            });
         if let Some(reason) = reason {
-            self.shared.closed(reason);
+            obj.shared.closed(reason);
             drop(Object::take(obj));
         } else {
             obj.last_used = now;

@@ -93,16 +93,40 @@ pub(crate) struct Handles {
 
 impl Handles {
     fn new(name: &str) -> Self {
-        use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
-        describe_gauge!("foundation_pool_objects", "objects in the pool by state (idle, in_use) and total (size)");
+        use metrics::{
+            counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+        };
+        describe_gauge!(
+            "foundation_pool_objects",
+            "objects in the pool by state (idle, in_use) and total (size)"
+        );
         describe_gauge!("foundation_pool_waiting", "checkouts waiting for an object");
-        describe_gauge!("foundation_pool_capacity", "current capacity chosen by the controller");
-        describe_histogram!("foundation_pool_checkout_wait_seconds", metrics::Unit::Seconds, "time to check out an object");
-        describe_counter!("foundation_pool_scale_events_total", "capacity changes by direction");
+        describe_gauge!(
+            "foundation_pool_capacity",
+            "current capacity chosen by the controller"
+        );
+        describe_histogram!(
+            "foundation_pool_checkout_wait_seconds",
+            metrics::Unit::Seconds,
+            "time to check out an object"
+        );
+        describe_counter!(
+            "foundation_pool_scale_events_total",
+            "capacity changes by direction"
+        );
         describe_counter!("foundation_pool_objects_created_total", "objects created");
-        describe_counter!("foundation_pool_create_failures_total", "failed object creations");
-        describe_counter!("foundation_pool_objects_closed_total", "objects closed by the pool, by reason");
-        describe_counter!("foundation_pool_checkout_rejected_total", "checkouts failed fast, by reason");
+        describe_counter!(
+            "foundation_pool_create_failures_total",
+            "failed object creations"
+        );
+        describe_counter!(
+            "foundation_pool_objects_closed_total",
+            "objects closed by the pool, by reason"
+        );
+        describe_counter!(
+            "foundation_pool_checkout_rejected_total",
+            "checkouts failed fast, by reason"
+        );
         let n = name.to_owned();
         let closed = CloseReason::ALL
             .map(|r| counter!("foundation_pool_objects_closed_total", "pool" => n.clone(), "reason" => r.as_str()));
@@ -133,9 +157,66 @@ pub(crate) struct Totals {
     pub(crate) closed: [AtomicU64; 5],
 }
 
+/// The config values read on every checkout and return, copied out of the
+/// live config so the hot path touches no shared reference count.
+#[derive(Debug)]
+pub(crate) struct Hot {
+    /// Nanoseconds; `u64::MAX` = none.
+    max_lifetime: AtomicU64,
+    /// Nanoseconds; `u64::MAX` = never.
+    check_after: AtomicU64,
+    checkout_timeout: AtomicU64,
+}
+
+fn nanos(d: Option<Duration>) -> u64 {
+    d.map_or(u64::MAX, |d| {
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)
+    })
+}
+
+fn from_nanos(n: u64) -> Option<Duration> {
+    (n != u64::MAX).then(|| Duration::from_nanos(n))
+}
+
+// === impl Hot ===
+
+impl Hot {
+    fn new(cfg: &PoolConfig) -> Self {
+        let h = Self {
+            max_lifetime: AtomicU64::new(0),
+            check_after: AtomicU64::new(0),
+            checkout_timeout: AtomicU64::new(0),
+        };
+        h.store(cfg);
+        h
+    }
+
+    fn store(&self, cfg: &PoolConfig) {
+        self.max_lifetime
+            .store(nanos(cfg.health.max_lifetime), Ordering::Relaxed);
+        self.check_after
+            .store(nanos(cfg.health.check_on_checkout_after), Ordering::Relaxed);
+        self.checkout_timeout
+            .store(nanos(Some(cfg.checkout_timeout)), Ordering::Relaxed);
+    }
+
+    pub(crate) fn max_lifetime(&self) -> Option<Duration> {
+        from_nanos(self.max_lifetime.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn check_after(&self) -> Option<Duration> {
+        from_nanos(self.check_after.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn checkout_timeout(&self) -> Duration {
+        from_nanos(self.checkout_timeout.load(Ordering::Relaxed)).unwrap_or(Duration::MAX)
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: Reloadable<PoolConfig>,
+    pub(crate) hot: Hot,
     pub(crate) name: String,
     pub(crate) gate: Mutex<crate::backoff::Gate>,
     pub(crate) metrics: Handles,
@@ -153,8 +234,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: Reloadable<PoolConfig>, capacity: usize, seed: u64) -> Self {
-        let name = config.load().name.clone();
+        let cfg = config.load();
+        let name = cfg.name.clone();
         Self {
+            hot: Hot::new(&cfg),
             metrics: Handles::new(&name),
             name,
             config,
@@ -172,6 +255,25 @@ impl Shared {
                 ticks: 0,
             }),
         }
+    }
+
+    /// Validates and installs a new configuration.
+    pub(crate) fn set_config(
+        &self,
+        cfg: PoolConfig,
+    ) -> Result<(), foundation_core::ValidationErrors> {
+        let hot = Hot::new(&cfg);
+        self.config.update(cfg)?;
+        self.hot
+            .max_lifetime
+            .store(hot.max_lifetime.into_inner(), Ordering::Relaxed);
+        self.hot
+            .check_after
+            .store(hot.check_after.into_inner(), Ordering::Relaxed);
+        self.hot
+            .checkout_timeout
+            .store(hot.checkout_timeout.into_inner(), Ordering::Relaxed);
+        Ok(())
     }
 
     pub(crate) fn created(&self, _now: Instant) {
@@ -194,20 +296,30 @@ impl Shared {
     }
 
     pub(crate) fn closed(&self, reason: CloseReason) {
-        let i = CloseReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let i = CloseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
         self.metrics.closed[i].increment(1);
         self.totals.closed[i].fetch_add(1, Ordering::Relaxed);
         tracing::debug!(pool = %self.name, reason = reason.as_str(), "closed a pooled object");
     }
 
     pub(crate) fn closed_total(&self, reason: CloseReason) -> u64 {
-        let i = CloseReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let i = CloseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
         self.totals.closed[i].load(Ordering::Relaxed)
     }
 
-    /// Records one checkout's wait.
-    pub(crate) fn record_wait(&self, wait: Duration) {
+    /// Records one checkout's wait; only checkouts that queued feed the
+    /// controller's mean (the others did not wait for capacity).
+    pub(crate) fn record_wait(&self, wait: Duration, queued: bool) {
         self.metrics.wait.record(wait.as_secs_f64());
+        if !queued {
+            return;
+        }
         let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
         self.wait_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.wait_count.fetch_add(1, Ordering::Relaxed);
@@ -220,14 +332,34 @@ impl Shared {
         Duration::from_nanos(sum.checked_div(n).unwrap_or(0))
     }
 
-    /// Records how long an object was held (exponentially weighted, 1/16 per sample).
+    /// Records how long an object was held (exponentially weighted, 1/16 per
+    /// sample). Only every 8th return per thread is sampled, so that returns
+    /// on different threads do not contend on this word.
     pub(crate) fn record_hold(&self, hold: Duration) {
-        let x = hold.as_nanos() as f64;
-        let _ = self.hold_ewma.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-            let old = f64::from_bits(bits);
-            let new = if bits == 0 { x.max(1.0) } else { old + (x - old) / 16.0 };
-            Some(new.to_bits())
+        thread_local! {
+            static TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let n = TICK.with(|t| {
+            let n = t.get().wrapping_add(1);
+            t.set(n);
+            n
         });
+        // The first sample always lands, so predictions start early.
+        if n % 8 != 1 && self.hold_ewma.load(Ordering::Relaxed) != 0 {
+            return;
+        }
+        let x = hold.as_nanos() as f64;
+        let _ = self
+            .hold_ewma
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let old = f64::from_bits(bits);
+                let new = if bits == 0 {
+                    x.max(1.0)
+                } else {
+                    old + (x - old) / 16.0
+                };
+                Some(new.to_bits())
+            });
     }
 
     /// The smoothed hold time, once there is a sample.

@@ -1,5 +1,8 @@
 //! Fault-injection tests of the elastic pool under paused tokio time.
-#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] fns fail loudly"
+)]
 
 mod support;
 
@@ -40,17 +43,28 @@ async fn warms_up_to_min_in_the_background() {
 #[tokio::test(start_paused = true)]
 async fn start_outside_a_runtime_is_a_typed_error() {
     let (p, _) = pool(1, 2);
-    let err = std::thread::spawn(move || p.start().unwrap_err()).join().unwrap();
+    let err = std::thread::spawn(move || p.start().unwrap_err())
+        .join()
+        .unwrap();
     assert!(matches!(err, BuildError::NoRuntime));
 }
 
 #[tokio::test(start_paused = true)]
 async fn invalid_bounds_are_rejected_with_the_field_named() {
-    let err = ElasticPool::builder(FakeManager::default(), 5, 2).build().unwrap_err();
-    assert!(err.to_string().contains("min_size: must not exceed max_size (2)"), "{err}");
+    let err = ElasticPool::builder(FakeManager::default(), 5, 2)
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("min_size: must not exceed max_size (2)"),
+        "{err}"
+    );
     let (p, _) = pool(1, 4);
     let err = p.set_bounds(9, 3).unwrap_err();
-    assert!(matches!(err, BuildError::Config(ref e) if e.has_error_at("min_size")), "{err}");
+    assert!(
+        matches!(err, BuildError::Config(ref e) if e.has_error_at("min_size")),
+        "{err}"
+    );
     assert_eq!(p.config().max_size, 4, "old config stays live");
 }
 
@@ -104,7 +118,11 @@ async fn checks_are_bounded_in_time() {
     // The hanging check is abandoned, the object closed, a fresh one created
     // (its own check also hangs, but fresh objects are not checked).
     let c = p.get_timeout(Duration::from_secs(1)).await.unwrap();
-    assert!(t0.elapsed() < Duration::from_millis(200), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        t0.elapsed()
+    );
     assert_eq!(c.id, 1);
 }
 
@@ -146,7 +164,10 @@ async fn idle_objects_above_min_are_reaped() {
     assert_eq!(p.status().size, 1, "reaped down to min");
 }
 
-async fn futures_join(p: &ElasticPool<FakeManager>, n: usize) -> Vec<foundation_pool::Pooled<FakeManager>> {
+async fn futures_join(
+    p: &ElasticPool<FakeManager>,
+    n: usize,
+) -> Vec<foundation_pool::Pooled<FakeManager>> {
     let mut v = Vec::new();
     for _ in 0..n {
         v.push(p.get().await.unwrap());
@@ -170,7 +191,9 @@ async fn backend_down_fails_fast_without_a_storm_and_recovers_without_restart() 
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let p = p.clone();
-        tasks.push(tokio::spawn(async move { p.get_timeout(Duration::from_secs(5)).await.map(|_| ()) }));
+        tasks.push(tokio::spawn(async move {
+            p.get_timeout(Duration::from_secs(5)).await.map(|_| ())
+        }));
     }
     for t in tasks {
         let err = t.await.unwrap().unwrap_err();
@@ -180,13 +203,24 @@ async fn backend_down_fails_fast_without_a_storm_and_recovers_without_restart() 
         );
         assert_eq!(err.kind(), ErrorKind::Unavailable);
     }
-    assert!(t0.elapsed() < Duration::from_millis(10), "failed fast: {:?}", t0.elapsed());
-    assert!(m.script.create_calls() - calls_before <= 1, "storm: {}", m.script.create_calls() - calls_before);
+    assert!(
+        t0.elapsed() < Duration::from_millis(10),
+        "failed fast: {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        m.script.create_calls() - calls_before <= 1,
+        "storm: {}",
+        m.script.create_calls() - calls_before
+    );
     // Backoff grows: over 20s of outage only a few attempts.
     let calls_before = m.script.create_calls();
     run_for(Duration::from_secs(20)).await;
     let attempts = m.script.create_calls() - calls_before;
-    assert!((1..=8).contains(&attempts), "attempts during outage: {attempts}");
+    assert!(
+        (1..=8).contains(&attempts),
+        "attempts during outage: {attempts}"
+    );
     // Backend comes back: the pool recovers on its own.
     m.script.set_down(false);
     run_for(Duration::from_secs(11)).await;
@@ -201,10 +235,16 @@ async fn scripted_create_failures_are_typed_and_retried_by_warm_up() {
     let (p, m) = pool(0, 2);
     m.script.fail_next.store(1, Ordering::SeqCst);
     let err = p.get().await.unwrap_err();
-    assert!(matches!(err, PoolError::Create(FakeError("scripted failure"))), "{err}");
+    assert!(
+        matches!(err, PoolError::Create(FakeError("scripted failure"))),
+        "{err}"
+    );
     // Backing off now: fail fast.
     let err = p.get().await.unwrap_err();
-    assert!(matches!(err, PoolError::Unavailable { failures: 1, .. }), "{err}");
+    assert!(
+        matches!(err, PoolError::Unavailable { failures: 1, .. }),
+        "{err}"
+    );
     run_for(Duration::from_millis(200)).await;
     assert!(p.get().await.is_ok());
     assert_eq!(p.status().health, Health::Healthy);
@@ -218,7 +258,10 @@ async fn hanging_create_times_out() {
     p.reconfigure(cfg).unwrap();
     m.script.hang.store(true, Ordering::SeqCst);
     let err = p.get_timeout(Duration::from_secs(5)).await.unwrap_err();
-    assert!(matches!(err, PoolError::CreateTimeout(d) if d == Duration::from_millis(300)), "{err}");
+    assert!(
+        matches!(err, PoolError::CreateTimeout(d) if d == Duration::from_millis(300)),
+        "{err}"
+    );
     assert_eq!(err.kind(), ErrorKind::Timeout);
 }
 
@@ -334,7 +377,9 @@ async fn run_distinguishes_checkout_timeout_operation_timeout_and_operation_erro
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, RunError::OperationTimeout { elapsed } if elapsed == Duration::from_millis(200)));
+    assert!(
+        matches!(err, RunError::OperationTimeout { elapsed } if elapsed == Duration::from_millis(200))
+    );
     assert_eq!(p.status().size, 0);
     assert_eq!(m.script.live(), 0);
     // Checkout timeout: the only object is held.
@@ -343,14 +388,21 @@ async fn run_distinguishes_checkout_timeout_operation_timeout_and_operation_erro
     cfg.fail_fast = false;
     p.reconfigure(cfg).unwrap();
     let err = p
-        .run(Duration::from_millis(50), async |_: &mut support::Conn| Ok::<(), FakeError>(()))
+        .run(Duration::from_millis(50), async |_: &mut support::Conn| {
+            Ok::<(), FakeError>(())
+        })
         .await
         .unwrap_err();
-    assert!(matches!(err, RunError::Checkout(PoolError::Timeout { .. })), "{err}");
+    assert!(
+        matches!(err, RunError::Checkout(PoolError::Timeout { .. })),
+        "{err}"
+    );
     drop(held);
     // Success.
     let id = p
-        .run(Duration::from_secs(1), async |c: &mut support::Conn| Ok::<_, FakeError>(c.id))
+        .run(Duration::from_secs(1), async |c: &mut support::Conn| {
+            Ok::<_, FakeError>(c.id)
+        })
         .await
         .unwrap();
     assert_eq!(id, 1);
@@ -362,9 +414,10 @@ async fn run_discards_the_object_when_the_operation_panics() {
     let (p, m) = pool(0, 2);
     let p2 = p.clone();
     let joined = tokio::spawn(async move {
-        p2.run(Duration::from_secs(1), async |_: &mut support::Conn| -> Result<(), FakeError> {
-            panic!("operation blew up")
-        })
+        p2.run(
+            Duration::from_secs(1),
+            async |_: &mut support::Conn| -> Result<(), FakeError> { panic!("operation blew up") },
+        )
         .await
     })
     .await;
@@ -405,7 +458,9 @@ async fn cancelled_checkouts_leak_nothing() {
     let mut waiters = Vec::new();
     for _ in 0..10 {
         let p = p.clone();
-        waiters.push(tokio::spawn(async move { p.get_timeout(Duration::from_secs(60)).await.map(|_| ()) }));
+        waiters.push(tokio::spawn(async move {
+            p.get_timeout(Duration::from_secs(60)).await.map(|_| ())
+        }));
     }
     run_for(Duration::from_millis(10)).await;
     assert_eq!(p.status().waiting, 10);
@@ -447,7 +502,10 @@ async fn runtime_reconfiguration_moves_bounds() {
     assert!(st.capacity >= 3 && st.capacity <= 6);
     let mut cfg = (*p.config()).clone();
     cfg.name = "other".into();
-    assert!(matches!(p.reconfigure(cfg), Err(BuildError::Immutable("name"))));
+    assert!(matches!(
+        p.reconfigure(cfg),
+        Err(BuildError::Immutable("name"))
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -459,7 +517,11 @@ async fn dropping_the_pool_stops_background_tasks_and_closes_objects() {
     drop(p);
     run_for(Duration::from_secs(1)).await;
     assert_eq!(m.script.live(), 0);
-    assert_eq!(std::sync::Arc::strong_count(&m.script), 1, "no task holds the manager");
+    assert_eq!(
+        std::sync::Arc::strong_count(&m.script),
+        1,
+        "no task holds the manager"
+    );
 }
 
 #[tokio::test(start_paused = true)]

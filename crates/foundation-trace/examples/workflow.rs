@@ -25,11 +25,17 @@ async fn call_model(prompt: &str, fail: bool) -> Result<String, Classified> {
     tokio::time::sleep(Duration::from_millis(20)).await;
     if fail {
         return Err(Classified::new(
-            ErrorKind::RateLimited { retry_after: Some(Duration::from_secs(2)) },
+            ErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(2)),
+            },
             "provider answered 429 (authorization: Bearer sk-example-secret)",
         ));
     }
-    tracing::info!(output_tokens = 42u64, finish_reason = "stop", "model answered");
+    tracing::info!(
+        output_tokens = 42u64,
+        finish_reason = "stop",
+        "model answered"
+    );
     Ok(format!("echo: {}", prompt.len()))
 }
 
@@ -48,24 +54,31 @@ async fn handle(id: u32) -> Result<String, TracedError<Classified>> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let layer = TraceLayer::new(
-        TraceConfig::default().with_retention(RetentionConfig::last(10)),
-    )
-    .unwrap();
+    let layer =
+        TraceLayer::new(TraceConfig::default().with_retention(RetentionConfig::last(10))).unwrap();
     let traces = layer.handle();
     // Applications install the subscriber; libraries never do.
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
 
     for id in 1..=3 {
-        let span = tracing::info_span!("chat_request", correlation_id = format!("req-{id}").as_str());
+        let span = tracing::info_span!(
+            "chat_request",
+            correlation_id = format!("req-{id}").as_str()
+        );
         match handle(id).instrument(span).await {
             Ok(answer) => println!("req-{id}: {answer}"),
             Err(err) => {
-                println!("req-{id} failed (retryable: {}):", err.error_kind().is_retryable());
+                println!(
+                    "req-{id} failed (retryable: {}):",
+                    err.error_kind().is_retryable()
+                );
                 println!("{err}\n");
             }
         }
     }
     let failed = traces.store().failed();
-    println!("{}", serde_json::to_string_pretty(&failed[0].to_json()).unwrap());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&failed[0].to_json()).unwrap()
+    );
 }

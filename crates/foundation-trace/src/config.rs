@@ -220,18 +220,33 @@ impl Default for LimitsConfig {
 impl Validate for LimitsConfig {
     fn validate_into(&self, v: &mut Validator) {
         v.check(self.max_steps >= 1, "max_steps", "must be at least 1");
-        v.check(self.max_steps <= 1_000_000, "max_steps", "must be at most 1000000");
-        v.check(self.max_operations >= 1, "max_operations", "must be at least 1");
+        v.check(
+            self.max_steps <= 1_000_000,
+            "max_steps",
+            "must be at most 1000000",
+        );
+        v.check(
+            self.max_operations >= 1,
+            "max_operations",
+            "must be at least 1",
+        );
         v.check(
             self.max_operations <= 1_000_000,
             "max_operations",
             "must be at most 1000000",
         );
-        v.check(self.max_value_bytes >= 16, "max_value_bytes", "must be at least 16");
+        v.check(
+            self.max_value_bytes >= 16,
+            "max_value_bytes",
+            "must be at least 16",
+        );
         v.check(
             self.max_trace_bytes >= self.max_value_bytes,
             "max_trace_bytes",
-            format!("must be at least max_value_bytes ({})", self.max_value_bytes),
+            format!(
+                "must be at least max_value_bytes ({})",
+                self.max_value_bytes
+            ),
         );
     }
 }
@@ -301,14 +316,18 @@ impl Validate for RedactionConfig {
         for (i, p) in self.field_patterns.iter().enumerate() {
             v.check(
                 crate::redact::words(p).next().is_some(),
-                foundation_core::FieldPath::root().field("field_patterns").index(i),
+                foundation_core::FieldPath::root()
+                    .field("field_patterns")
+                    .index(i),
                 "must contain at least one letter or digit",
             );
         }
         for (i, p) in self.value_prefixes.iter().enumerate() {
             v.check(
                 p.trim().len() >= 2,
-                foundation_core::FieldPath::root().field("value_prefixes").index(i),
+                foundation_core::FieldPath::root()
+                    .field("value_prefixes")
+                    .index(i),
                 "must be at least two non-blank characters",
             );
         }

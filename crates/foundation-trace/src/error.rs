@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use foundation_core::error::classify;
 use foundation_core::{BoxError, Classify, ErrorKind};
-use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeStruct, Serializer};
 
 use crate::layer::{Settings, capture_current, default_redactor};
 use crate::redact::Redactor;
@@ -162,7 +162,9 @@ impl<E> TracedError<E> {
 /// The trace carried by a [`TracedError<E>`] anywhere in `err`'s chain, for
 /// errors that were boxed on their way up.
 #[must_use]
-pub fn trace_of<'a, E: fmt::Debug + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a Trace> {
+pub fn trace_of<'a, E: fmt::Debug + 'static>(
+    err: &'a (dyn StdError + 'static),
+) -> Option<&'a Trace> {
     foundation_core::error::chain(err)
         .find_map(|e| e.downcast_ref::<TracedError<E>>())
         .and_then(TracedError::trace)

@@ -90,7 +90,11 @@ pub fn ai_name(field: &str) -> Option<&'static str> {
 /// Whether these fields describe an AI call.
 pub(crate) fn is_ai(fields: &Fields) -> bool {
     fields.iter().any(|(k, _)| {
-        k.starts_with("gen_ai.") || matches!(&**k, "model" | "request_model" | "provider" | "provider_name")
+        k.starts_with("gen_ai.")
+            || matches!(
+                &**k,
+                "model" | "request_model" | "provider" | "provider_name"
+            )
     })
 }
 

@@ -282,9 +282,7 @@ impl Inner {
     fn next_id(&self) -> TraceId {
         // A per-layer random start, stepped by an odd constant and mixed:
         // unique within the process, unpredictable across processes.
-        let n = self
-            .ids
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        let n = self.ids.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         let mut h = RandomState::new().build_hasher();
         h.write_u64(n);
         TraceId(h.finish() ^ n)
@@ -299,9 +297,7 @@ impl Inner {
         };
         let trace = Trace {
             trace_id: shared.id,
-            correlation_id: buf
-                .correlation_id
-                .unwrap_or_else(|| shared.id.to_string()),
+            correlation_id: buf.correlation_id.unwrap_or_else(|| shared.id.to_string()),
             started_at: shared.started_wall,
             duration: Some(end),
             status,
@@ -776,9 +772,13 @@ where
         if self.inner.live.load(Ordering::Acquire) == 0 {
             return;
         }
-        let Some(span) = ctx.event_span(event) else { return };
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
         let ext = span.extensions();
-        let Some(rec) = ext.get::<SpanRecord>() else { return };
+        let Some(rec) = ext.get::<SpanRecord>() else {
+            return;
+        };
         let meta = event.metadata();
         let mut c = Capture::new(&rec.trace.settings, meta.fields().len());
         event.record(&mut c);
@@ -788,7 +788,8 @@ where
             (None, None) => Cow::Borrowed(meta.name()),
         };
         let failed = *meta.level() == Level::ERROR;
-        rec.trace.push_step(rec.op, name, *meta.level(), c.fields, failed);
+        rec.trace
+            .push_step(rec.op, name, *meta.level(), c.fields, failed);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
@@ -797,7 +798,9 @@ where
         }
         let Some(span) = ctx.span(&id) else { return };
         let ext = span.extensions();
-        let Some(rec) = ext.get::<SpanRecord>() else { return };
+        let Some(rec) = ext.get::<SpanRecord>() else {
+            return;
+        };
         let end = rec.trace.elapsed();
         if let Some(op) = rec.op
             && let Some(o) = rec.trace.buf.lock().ops.get_mut(op as usize)

@@ -317,7 +317,12 @@ fn value_end(b: &[u8], start: usize) -> usize {
         }
         return b.len();
     }
-    let delim = |c: u8| matches!(c, b',' | b';' | b'}' | b')' | b']' | b'&' | b'\n' | b' ' | b'"');
+    let delim = |c: u8| {
+        matches!(
+            c,
+            b',' | b';' | b'}' | b')' | b']' | b'&' | b'\n' | b' ' | b'"'
+        )
+    };
     let mut k = start;
     while k < b.len() && !delim(b[k]) {
         k += 1;
@@ -377,7 +382,10 @@ mod tests {
         let r = redactor();
         let s = r#"Request { model: "gpt", api_key: "sk-live-123", n: 1 }"#;
         let out = r.scrub_text(s).unwrap();
-        assert_eq!(out, r#"Request { model: "gpt", api_key: "[REDACTED]", n: 1 }"#);
+        assert_eq!(
+            out,
+            r#"Request { model: "gpt", api_key: "[REDACTED]", n: 1 }"#
+        );
 
         let out = r.scrub_text("Authorization: Bearer abc.def ok").unwrap();
         assert_eq!(out, "Authorization: [REDACTED] ok");
@@ -385,7 +393,9 @@ mod tests {
         assert_eq!(out, "calling with bearer [REDACTED]");
         let out = r.scrub_text("url?token=abc&x=1").unwrap();
         assert_eq!(out, "url?token=[REDACTED]&x=1");
-        let out = r.scrub_text(r#"{"password":"hunter2","user":"bob"}"#).unwrap();
+        let out = r
+            .scrub_text(r#"{"password":"hunter2","user":"bob"}"#)
+            .unwrap();
         assert_eq!(out, r#"{"password":"[REDACTED]","user":"bob"}"#);
         assert_eq!(r.scrub_text("input_tokens: 12"), None);
         assert_eq!(r.scrub_text("plain"), None);
@@ -417,7 +427,10 @@ mod tests {
         });
         r.scrub_json(&mut v);
         let s = v.to_string();
-        assert!(!s.contains("abc") && !s.contains("\"t\"") && !s.contains("=p"), "{s}");
+        assert!(
+            !s.contains("abc") && !s.contains("\"t\"") && !s.contains("=p"),
+            "{s}"
+        );
         assert!(s.contains("json"));
     }
 

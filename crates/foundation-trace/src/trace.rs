@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::ser::{SerializeMap, SerializeStruct, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeStruct, Serializer};
 use tracing::Level;
 
 use crate::export::{ai_name, is_ai};
@@ -280,7 +280,11 @@ impl fmt::Display for Trace {
             TraceStatus::Ok => "ok",
             TraceStatus::Failed => "failed",
         };
-        write!(f, "trace {} correlation={} {status}", self.trace_id, self.correlation_id)?;
+        write!(
+            f,
+            "trace {} correlation={} {status}",
+            self.trace_id, self.correlation_id
+        )?;
         if let Some(d) = self.duration {
             write!(f, " after {}", fmt_elapsed(d))?;
         }
@@ -344,7 +348,8 @@ struct Attributes<'a>(&'a Fields);
 
 impl Serialize for Attributes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let rename: fn(&str) -> Option<&'static str> = if is_ai(self.0) { ai_name } else { |_| None };
+        let rename: fn(&str) -> Option<&'static str> =
+            if is_ai(self.0) { ai_name } else { |_| None };
         FieldsMap {
             fields: self.0,
             rename,
@@ -400,10 +405,7 @@ impl Serialize for Trace {
         st.serialize_field("name", self.name())?;
         st.serialize_field("status", &self.status)?;
         st.serialize_field("recorded", &self.recorded)?;
-        let start = self
-            .started_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, nanos);
+        let start = self.started_at.duration_since(UNIX_EPOCH).map_or(0, nanos);
         st.serialize_field("start_time_unix_nano", &start)?;
         st.serialize_field("duration_ns", &self.duration.map(nanos))?;
         st.serialize_field("operations", &self.operations)?;

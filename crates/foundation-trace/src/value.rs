@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 use crate::redact::REDACTED;
 
@@ -186,6 +186,9 @@ mod tests {
 
     #[test]
     fn non_finite_floats_are_null() {
-        assert_eq!(serde_json::to_string(&Value::F64(f64::NAN)).unwrap(), "null");
+        assert_eq!(
+            serde_json::to_string(&Value::F64(f64::NAN)).unwrap(),
+            "null"
+        );
     }
 }

@@ -9,7 +9,11 @@ use tracing::{Level, event, info_span, instrument};
 
 #[instrument(fields(model = "m-1"))]
 fn call_model(prompt_len: usize) -> usize {
-    event!(Level::INFO, input_tokens = prompt_len as u64 / 4, "request sent");
+    event!(
+        Level::INFO,
+        input_tokens = prompt_len as u64 / 4,
+        "request sent"
+    );
     prompt_len / 2
 }
 
@@ -91,7 +95,11 @@ fn otel_fields_name_and_fail_operations() {
     let (d, h) = dispatch(TraceConfig::default());
     with(&d, || {
         let _g = info_span!("op", correlation_id = "o").entered();
-        let s = info_span!("step", otel.name = "call tool", otel.status_code = tracing::field::Empty);
+        let s = info_span!(
+            "step",
+            otel.name = "call tool",
+            otel.status_code = tracing::field::Empty
+        );
         s.record("otel.status_code", "ERROR");
     });
     let t = h.store().find("o").unwrap();

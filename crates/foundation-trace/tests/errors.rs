@@ -34,7 +34,11 @@ async fn build_prompt(question: &str) -> String {
 #[tracing::instrument(skip(_prompt), fields(model = "m-1"))]
 async fn call_model(_prompt: &str) -> String {
     tokio::time::sleep(Duration::from_millis(30)).await;
-    tracing::info!(input_tokens = 12u64, output_tokens = 40u64, "model answered");
+    tracing::info!(
+        input_tokens = 12u64,
+        output_tokens = 40u64,
+        "model answered"
+    );
     "call:search".to_owned()
 }
 
@@ -79,10 +83,20 @@ async fn attached_history_matches_what_ran_in_order_with_failing_step() {
     assert_eq!(t.status, TraceStatus::Failed);
     let failing = t.failed_step().unwrap();
     assert_eq!(t.failing_step, Some(failing.seq));
-    assert_eq!(failing.field("error").unwrap().as_str(), Some("tool search timed out"));
-    assert_eq!(t.operation(failing.operation.unwrap()).unwrap().name, "run_tool");
+    assert_eq!(
+        failing.field("error").unwrap().as_str(),
+        Some("tool search timed out")
+    );
+    assert_eq!(
+        t.operation(failing.operation.unwrap()).unwrap().name,
+        "run_tool"
+    );
     // Open operations at the failure: request > run_tool.
-    let active: Vec<_> = t.active.iter().map(|&i| t.operations[i as usize].name.clone()).collect();
+    let active: Vec<_> = t
+        .active
+        .iter()
+        .map(|&i| t.operations[i as usize].name.clone())
+        .collect();
     assert_eq!(active, ["request", "run_tool"]);
     // Timings under paused time are exact.
     assert_eq!(t.steps[0].at, Duration::from_millis(2));
@@ -95,11 +109,23 @@ async fn attached_history_matches_what_ran_in_order_with_failing_step() {
     let shown = err.to_string();
     let lines: Vec<&str> = shown.lines().collect();
     assert_eq!(lines[0], "tool search timed out");
-    assert!(lines[1].starts_with("trace ") && lines[1].contains("correlation=req-9"), "{shown}");
+    assert!(
+        lines[1].starts_with("trace ") && lines[1].contains("correlation=req-9"),
+        "{shown}"
+    );
     assert_eq!(lines.len(), 2 + 8, "{shown}");
-    assert!(lines[3].contains("+ 0.000ms   > build_prompt (2.000ms)"), "{shown}");
-    assert!(lines[4].contains("+ 2.000ms     - prompt built chars=8"), "{shown}");
-    assert!(lines[9].contains("! error") && lines[9].ends_with("<-- failed here"), "{shown}");
+    assert!(
+        lines[3].contains("+ 0.000ms   > build_prompt (2.000ms)"),
+        "{shown}"
+    );
+    assert!(
+        lines[4].contains("+ 2.000ms     - prompt built chars=8"),
+        "{shown}"
+    );
+    assert!(
+        lines[9].contains("! error") && lines[9].ends_with("<-- failed here"),
+        "{shown}"
+    );
 
     // Classification and source survive.
     assert_eq!(err.kind(), ErrorKind::Timeout);
@@ -156,13 +182,18 @@ fn works_with_boxed_errors_and_question_mark() {
     let err = with(&d, || {
         let _g = info_span!("op").entered();
         TracedError::boxed(Classified::new(
-            ErrorKind::RateLimited { retry_after: Some(Duration::from_secs(3)) },
+            ErrorKind::RateLimited {
+                retry_after: Some(Duration::from_secs(3)),
+            },
             "429 from provider",
         ))
     });
     assert_eq!(err.kind().retry_after(), Some(Duration::from_secs(3)));
     let boxed: BoxError = Box::new(err);
-    assert_eq!(classify(boxed.as_ref()).retry_after(), Some(Duration::from_secs(3)));
+    assert_eq!(
+        classify(boxed.as_ref()).retry_after(),
+        Some(Duration::from_secs(3))
+    );
 
     // Any std error: classified from its chain.
     let err = with(&d, || {
@@ -205,20 +236,18 @@ async fn a_failure_already_recorded_is_marked_not_repeated() {
     let (d, _h) = dispatch(TraceConfig::default());
     let _default = tracing::dispatcher::set_default(&d);
     async fn flow() -> Result<(), TracedError<Classified>> {
-        foundation_trace::measure_step(
-            "call model",
-            serde_json::json!({"model": "m"}),
-            async { Err::<(), _>(Classified::new(ErrorKind::Transient, "503 from provider")) },
-        )
+        foundation_trace::measure_step("call model", serde_json::json!({"model": "m"}), async {
+            Err::<(), _>(Classified::new(ErrorKind::Transient, "503 from provider"))
+        })
         .await?;
         Ok(())
     }
-    let err = flow()
-        .instrument(info_span!("request"))
-        .await
-        .unwrap_err();
+    let err = flow().instrument(info_span!("request")).await.unwrap_err();
     let t = err.trace().unwrap();
-    assert_eq!(t.outline(), ["request", "  call model", "    - step failed"]);
+    assert_eq!(
+        t.outline(),
+        ["request", "  call model", "    - step failed"]
+    );
     assert_eq!(t.steps.iter().filter(|s| s.failed).count(), 1);
     assert_eq!(t.failing_step, Some(t.steps[0].seq));
     assert_eq!(err.kind(), ErrorKind::Transient);

@@ -24,7 +24,12 @@ fn ai_operations_export_with_genai_names() {
         )
         .entered();
         tracing::Span::current().record("input_tokens", 812u64);
-        tracing::info!(model = "gpt-4o-mini", output_tokens = 40u64, finish_reason = "stop", "answered");
+        tracing::info!(
+            model = "gpt-4o-mini",
+            output_tokens = 40u64,
+            finish_reason = "stop",
+            "answered"
+        );
     });
     let json = h.store().find("g").unwrap().to_json();
     let call = &json["operations"][1]["attributes"];

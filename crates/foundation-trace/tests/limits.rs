@@ -24,7 +24,11 @@ fn long_values_are_truncated_with_a_marker() {
         tracing::info!(completion = long.as_str(), short = "ok", "answer");
     });
     let t = h.store().find("t").unwrap();
-    let Some(Value::Truncated { head, original_bytes }) = t.steps[0].field("completion") else {
+    let Some(Value::Truncated {
+        head,
+        original_bytes,
+    }) = t.steps[0].field("completion")
+    else {
         panic!("truncated value expected: {:?}", t.steps[0]);
     };
     assert_eq!(*original_bytes, 200);
@@ -32,8 +36,14 @@ fn long_values_are_truncated_with_a_marker() {
     assert_eq!(t.steps[0].field("short"), Some(&Value::Str("ok".into())));
     assert_eq!(t.dropped.truncated_values, 1);
     assert!(t.to_string().contains("[truncated, 200 bytes]"));
-    assert!(t.to_string().contains("limits cut 0 steps, 0 operations, 1 values"));
-    assert_eq!(t.to_json()["steps"][0]["attributes"]["completion"]["original_bytes"], 200);
+    assert!(
+        t.to_string()
+            .contains("limits cut 0 steps, 0 operations, 1 values")
+    );
+    assert_eq!(
+        t.to_json()["steps"][0]["attributes"]["completion"]["original_bytes"],
+        200
+    );
 }
 
 #[test]
@@ -50,7 +60,11 @@ fn step_and_operation_caps_count_what_they_drop() {
         tracing::error!("the failure");
     });
     let t = h.store().find("caps").unwrap();
-    assert_eq!(t.steps.len(), 11, "10 steps plus the error from the reserve");
+    assert_eq!(
+        t.steps.len(),
+        11,
+        "10 steps plus the error from the reserve"
+    );
     assert_eq!(t.dropped.steps, 40);
     assert_eq!(t.operations.len(), 4);
     assert_eq!(t.dropped.operations, 3);
@@ -79,7 +93,10 @@ fn trace_byte_budget_marks_values_beyond_it() {
     let cut = &t.steps[9];
     assert_eq!(
         cut.field("data"),
-        Some(&Value::Truncated { head: String::new(), original_bytes: 60 })
+        Some(&Value::Truncated {
+            head: String::new(),
+            original_bytes: 60
+        })
     );
     assert_eq!(t.dropped.truncated_values, 6);
 }

@@ -3,9 +3,7 @@
 mod support;
 
 use foundation_core::{Classified, ErrorKind};
-use foundation_trace::{
-    RedactionConfig, TraceConfig, TracedError, Value, measure_step,
-};
+use foundation_trace::{RedactionConfig, TraceConfig, TracedError, Value, measure_step};
 use support::{dispatch, with};
 use tracing::info_span;
 
@@ -33,8 +31,7 @@ fn all_renderings(err: &TracedError<Classified>, h: &foundation_trace::TraceHand
 #[test]
 fn secrets_never_appear_in_display_debug_json_or_store() {
     let (d, h) = dispatch(
-        TraceConfig::default()
-            .with_redaction(RedactionConfig::default().with_field_pattern("ssn")),
+        TraceConfig::default().with_redaction(RedactionConfig::default().with_field_pattern("ssn")),
     );
     let err = with(&d, || {
         let _g = info_span!(
@@ -43,12 +40,26 @@ fn secrets_never_appear_in_display_debug_json_or_store() {
             authorization = format!("Bearer {SECRET}").as_str(),
         )
         .entered();
-        let req = Request { model: "m", api_key: SECRET };
+        let req = Request {
+            model: "m",
+            api_key: SECRET,
+        };
         tracing::info!(request = ?req, "built request");
-        tracing::info!(password = SECRET, token = SECRET, user.ssn = "123-45-6789", "credentials");
-        tracing::info!(header = format!("Authorization: Bearer {SECRET}").as_str(), "raw header");
+        tracing::info!(
+            password = SECRET,
+            token = SECRET,
+            user.ssn = "123-45-6789",
+            "credentials"
+        );
+        tracing::info!(
+            header = format!("Authorization: Bearer {SECRET}").as_str(),
+            "raw header"
+        );
         tracing::info!("calling with api_key={SECRET} now");
-        tracing::warn!(url = format!("https://x/?token={SECRET}&a=1").as_str(), "redirect");
+        tracing::warn!(
+            url = format!("https://x/?token={SECRET}&a=1").as_str(),
+            "redirect"
+        );
         TracedError::new(Classified::new(
             ErrorKind::Permanent,
             format!("auth failed for api_key: {SECRET}"),
@@ -61,10 +72,16 @@ fn secrets_never_appear_in_display_debug_json_or_store() {
     let t = h.store().find("r").unwrap();
     assert_eq!(t.steps[1].field("password"), Some(&Value::Redacted));
     assert_eq!(t.steps[1].field("user.ssn"), Some(&Value::Redacted));
-    assert_eq!(t.operations[0].field("authorization"), Some(&Value::Redacted));
+    assert_eq!(
+        t.operations[0].field("authorization"),
+        Some(&Value::Redacted)
+    );
     // Non-secret data survives.
     let built = t.steps[0].field("request").unwrap().as_str().unwrap();
-    assert!(built.contains("model: \"m\"") && built.contains("[REDACTED]"), "{built}");
+    assert!(
+        built.contains("model: \"m\"") && built.contains("[REDACTED]"),
+        "{built}"
+    );
     assert_eq!(err.message(), "auth failed for api_key: [REDACTED]");
 }
 
@@ -99,7 +116,10 @@ async fn structured_step_data_is_redacted_by_key() {
     assert_eq!(op.field("input_tokens"), Some(&Value::U64(5)));
     // ... and export with GenAI names.
     let json = t.to_json();
-    assert_eq!(json["operations"][1]["attributes"]["gen_ai.request.model"], "m");
+    assert_eq!(
+        json["operations"][1]["attributes"]["gen_ai.request.model"],
+        "m"
+    );
     assert_eq!(op.field("api_key"), Some(&Value::Redacted));
     assert!(!t.to_json().to_string().contains(SECRET));
     assert!(!t.to_string().contains(SECRET));
@@ -116,7 +136,10 @@ fn redaction_can_be_turned_off_for_local_debugging() {
         tracing::info!(password = "visible", "x");
     });
     let t = h.store().find("off").unwrap();
-    assert_eq!(t.steps[0].field("password"), Some(&Value::Str("visible".into())));
+    assert_eq!(
+        t.steps[0].field("password"),
+        Some(&Value::Str("visible".into()))
+    );
 }
 
 trait InstrumentIn: std::future::Future + Sized {

@@ -44,13 +44,15 @@ fn store_stays_bounded_over_100k_operations() {
     assert_eq!(stats.evicted, stats.kept - 70);
     // The most recent ones are kept.
     let last = h.store().failed().pop().unwrap();
-    assert_eq!(last.operations[0].field("i").and_then(|v| v.as_u64()), Some(9_996));
+    assert_eq!(
+        last.operations[0].field("i").and_then(|v| v.as_u64()),
+        Some(9_996)
+    );
 }
 
 #[test]
 fn failed_only_keeps_no_successes() {
-    let (d, h) =
-        dispatch(TraceConfig::default().with_retention(RetentionConfig::failed_only(5)));
+    let (d, h) = dispatch(TraceConfig::default().with_retention(RetentionConfig::failed_only(5)));
     run(&d, 100, 10);
     assert_eq!(h.store().successful().len(), 0);
     assert_eq!(h.store().failed().len(), 5);

@@ -87,7 +87,11 @@ fn span_current_carries_the_trace_to_other_threads() {
     });
     let t = h.store().find("threads").unwrap();
     assert_eq!(t.operations.len(), 5);
-    assert!(t.operations[1..].iter().all(|o| o.parent == Some(0) && o.name == "worker"));
+    assert!(
+        t.operations[1..]
+            .iter()
+            .all(|o| o.parent == Some(0) && o.name == "worker")
+    );
     assert_eq!(t.steps.len(), 4);
     // Each step sits in its own worker operation.
     for s in &t.steps {
@@ -128,11 +132,18 @@ async fn run_many(d: &tracing::Dispatch) {
                 tokio::task::yield_now().await;
                 tracing::info!(req = i, "inner");
             };
-            tokio::spawn(inner.instrument(info_span!("sub")).with_current_subscriber())
-                .await
-                .unwrap();
+            tokio::spawn(
+                inner
+                    .instrument(info_span!("sub"))
+                    .with_current_subscriber(),
+            )
+            .await
+            .unwrap();
         }
-        .instrument(info_span!("req", correlation_id = format!("req-{i}").as_str()))
+        .instrument(info_span!(
+            "req",
+            correlation_id = format!("req-{i}").as_str()
+        ))
         .with_subscriber(d.clone());
         tasks.push(tokio::spawn(fut));
     }

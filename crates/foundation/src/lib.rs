@@ -18,6 +18,7 @@
 //! |---|---|
 //! | (always) | [`core`] = `foundation-core` |
 //! | `full` | every capability below |
+//! | `pool` | [`pool`] = `foundation-pool`: elastic pools over deadpool (auto-scaling, health checks, fail-fast) |
 //! | `ratelimit` | [`ratelimit`] = `foundation-ratelimit`: multi-dimensional limits (RPM + TPM + concurrency), fair waiting, provider profiles, header feedback, tower layer |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -30,3 +31,9 @@ pub use foundation_core as core;
 #[cfg(feature = "ratelimit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
 pub use foundation_ratelimit as ratelimit;
+
+/// Elastic pools over deadpool: auto-scaling, background health checks,
+/// fail-fast degradation, one-deadline checkout.
+#[cfg(feature = "pool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
+pub use foundation_pool as pool;

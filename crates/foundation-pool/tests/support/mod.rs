@@ -88,8 +88,7 @@ impl Manager for FakeManager {
         if s.down.load(Ordering::SeqCst) {
             return Err(FakeError("connection refused"));
         }
-        if s
-            .fail_next
+        if s.fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {

@@ -9,7 +9,10 @@ use tracing_subscriber::layer::SubscriberExt;
 pub(crate) fn dispatch(config: TraceConfig) -> (Dispatch, TraceHandle) {
     let layer = TraceLayer::new(config).unwrap();
     let handle = layer.handle();
-    (Dispatch::new(tracing_subscriber::registry().with(layer)), handle)
+    (
+        Dispatch::new(tracing_subscriber::registry().with(layer)),
+        handle,
+    )
 }
 
 /// Like [`dispatch`], with tokio's clock so paused time drives timestamps.
@@ -20,7 +23,10 @@ pub(crate) fn dispatch_tokio_clock(config: TraceConfig) -> (Dispatch, TraceHandl
         .build()
         .unwrap();
     let handle = layer.handle();
-    (Dispatch::new(tracing_subscriber::registry().with(layer)), handle)
+    (
+        Dispatch::new(tracing_subscriber::registry().with(layer)),
+        handle,
+    )
 }
 
 /// Runs `f` with `d` as the thread's default dispatcher.

@@ -9,6 +9,7 @@
 
 mod provider;
 mod ratelimit;
+mod pool;
 mod report;
 
 use report::Report;
@@ -21,7 +22,6 @@ async fn main() {
 
     let pending = [
         ("execution traces (foundation-trace)", "issue 4"),
-        ("elastic pools (foundation-pool)", "issue 5"),
         ("latency and cost distributions (foundation-metrics)", "issue 6"),
         ("event log and trace trees (foundation-events)", "issue 7"),
         ("tiered and semantic cache (foundation-cache)", "issue 8"),
@@ -31,6 +31,8 @@ async fn main() {
     for (capability, issue) in pending {
         report.not_yet(capability, issue);
     }
+
+    pool::run(&mut report).await;
 
     report.finish();
 }

@@ -87,12 +87,12 @@ pub(crate) fn words(name: &str) -> impl Iterator<Item = &str> {
 
 impl Redactor {
     pub(crate) fn new(config: &RedactionConfig) -> Self {
-        let defaults = config
-            .default_patterns
-            .then_some(DEFAULT_PATTERNS)
-            .unwrap_or_default()
-            .iter()
-            .copied();
+        let defaults: &[&str] = if config.default_patterns {
+            DEFAULT_PATTERNS
+        } else {
+            &[]
+        };
+        let defaults = defaults.iter().copied();
         let patterns = defaults
             .chain(config.field_patterns.iter().map(String::as_str))
             .map(|p| words(p).map(str::to_ascii_lowercase).collect::<Vec<_>>())

@@ -16,6 +16,7 @@ struct Request {
     api_key: &'static str,
 }
 
+#[allow(clippy::unwrap_used, reason = "test helper, fails loudly")]
 fn all_renderings(err: &TracedError<Classified>, h: &foundation_trace::TraceHandle) -> Vec<String> {
     vec![
         err.to_string(),

@@ -6,6 +6,7 @@ use foundation_trace::{RetentionConfig, TraceConfig};
 use support::{dispatch, with};
 use tracing::info_span;
 
+#[allow(clippy::unwrap_used, reason = "test helper, fails loudly")]
 fn run(d: &tracing::Dispatch, n: u64, fail_every: u64) {
     with(d, || {
         for i in 0..n {

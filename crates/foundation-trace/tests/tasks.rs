@@ -120,6 +120,7 @@ fn many_concurrent_traces_stay_separate() {
     check_many(&h);
 }
 
+#[allow(clippy::unwrap_used, reason = "test helper, fails loudly")]
 async fn run_many(d: &tracing::Dispatch) {
     let mut tasks = Vec::new();
     for i in 0..200u64 {
@@ -152,6 +153,7 @@ async fn run_many(d: &tracing::Dispatch) {
     }
 }
 
+#[allow(clippy::unwrap_used, reason = "test helper, fails loudly")]
 fn check_many(h: &foundation_trace::TraceHandle) {
     assert_eq!(h.store().len(), 200);
     for i in 0..200u64 {

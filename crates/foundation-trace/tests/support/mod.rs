@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code, reason = "each test file uses a different subset")]
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use foundation_trace::{TraceConfig, TraceHandle, TraceLayer};
 use tracing::Dispatch;

@@ -20,6 +20,7 @@
 //! | `full` | every capability below |
 //! | `pool` | [`pool`] = `foundation-pool`: elastic pools over deadpool (auto-scaling, health checks, fail-fast) |
 //! | `ratelimit` | [`ratelimit`] = `foundation-ratelimit`: multi-dimensional limits (RPM + TPM + concurrency), fair waiting, provider profiles, header feedback, tower layer |
+//! | `metrics` | [`metrics`] = `foundation-metrics`: accurate latency/token/cost distributions, rolling windows, Prometheus histograms, baselines |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// Shared vocabulary: error classification, clocks, units, configuration.
@@ -37,3 +38,10 @@ pub use foundation_ratelimit as ratelimit;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub use foundation_pool as pool;
+
+/// Accurate distributions for the `metrics` facade: relative-error sketches,
+/// rolling windows, a cardinality-bounded recorder, Prometheus exposition and
+/// exporter, cost tracking and baseline regression detection.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use foundation_metrics as metrics;

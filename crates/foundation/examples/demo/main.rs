@@ -10,6 +10,7 @@
 mod provider;
 mod ratelimit;
 mod pool;
+mod metrics;
 mod report;
 
 use report::Report;
@@ -22,11 +23,12 @@ async fn main() {
 
     let pending = [
         ("execution traces (foundation-trace)", "issue 4"),
-        ("latency and cost distributions (foundation-metrics)", "issue 6"),
         ("event log and trace trees (foundation-events)", "issue 7"),
         ("tiered and semantic cache (foundation-cache)", "issue 8"),
     ];
     ratelimit::run(&mut report).await;
+
+    metrics::run(&mut report).await;
 
     for (capability, issue) in pending {
         report.not_yet(capability, issue);

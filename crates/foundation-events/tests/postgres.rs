@@ -1,0 +1,55 @@
+//! The behaviour suite on PostgreSQL (a fresh schema per test, dropped after).
+//! Run with `cargo xtask test`, which starts PostgreSQL and sets `FOUNDATION_POSTGRES_URL`.
+#![cfg(feature = "postgres")]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use foundation_events::{PostgresConfig, PostgresStore, SchemaRegistry};
+
+async fn make(registry: Option<Arc<SchemaRegistry>>) -> (PostgresStore, String) {
+    let schema = support::unique_schema();
+    let mut config = PostgresConfig::new(support::postgres_url()).with_schema(&schema);
+    config.max_connections = 4;
+    config.poll_interval = Duration::from_millis(200);
+    let s = PostgresStore::connect(config).await.unwrap();
+    (match registry { Some(r) => s.with_registry(r), None => s }, schema)
+}
+
+async fn cleanup(schema: String) {
+    support::drop_schema(&schema).await;
+}
+
+behaviour_suite!(make, cleanup, #[ignore = "needs PostgreSQL: cargo xtask test"]);
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+async fn schemas_with_registry() {
+    let (s, schema) = make(Some(support::registry())).await;
+    support::schemas_reject_and_upcasters_upgrade(s).await;
+    cleanup(schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+async fn notifications_cross_store_instances() {
+    use foundation_events::{Backend, EventStore, ExpectedVersion, Expr, NewEvent, Position};
+    // Two stores on one schema stand for two nodes: an append on one wakes a
+    // subscriber on the other through LISTEN/NOTIFY, well before the poll interval.
+    let (a, schema) = make(None).await;
+    let mut config = PostgresConfig::new(support::postgres_url()).with_schema(&schema);
+    config.poll_interval = Duration::from_secs(60);
+    let b = PostgresStore::connect(config).await.unwrap();
+    let mut sub = b.subscribe(Expr::True, Position::START, 10).unwrap();
+    let mut head = b.watch_head();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        a.append(&support::stream("n"), ExpectedVersion::Any, vec![NewEvent::new("t", serde_json::json!({}))]).await.unwrap();
+    });
+    let e = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
+    assert_eq!(e.position, Position(1));
+    tokio::time::timeout(Duration::from_secs(10), head.wait_for(|p| *p >= Position(1))).await.unwrap().unwrap();
+    writer.await.unwrap();
+    cleanup(schema).await;
+}

@@ -60,14 +60,14 @@ impl Default for TraceConfig {
 // === impl TraceConfig ===
 
 impl TraceConfig {
-    /// The default configuration with `retention`.
+    /// This configuration with `retention`.
     #[must_use]
     pub fn with_retention(mut self, retention: RetentionConfig) -> Self {
         self.retention = retention;
         self
     }
 
-    /// The default configuration with `limits`.
+    /// This configuration with `limits`.
     #[must_use]
     pub fn with_limits(mut self, limits: LimitsConfig) -> Self {
         self.limits = limits;
@@ -356,6 +356,17 @@ mod tests {
         assert!(err.has_error_at("limits.max_steps"));
         assert!(err.has_error_at("limits.max_trace_bytes"));
         assert!(err.to_string().contains("field_patterns[0]"), "{err}");
+    }
+
+    #[cfg(feature = "schemars")]
+    #[test]
+    fn json_schema_describes_the_config() {
+        let schema = serde_json::to_value(schemars::schema_for!(TraceConfig)).unwrap();
+        let s = schema.to_string();
+        assert!(
+            s.contains("sample_rate") && s.contains("max_failed") && s.contains("field_patterns"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -273,7 +273,6 @@ impl RateLimiter {
     }
 
     /// A builder, to choose the clock.
-    #[must_use]
     pub fn builder(config: LimiterConfig) -> Builder {
         Builder {
             config,

@@ -1,5 +1,6 @@
 //! Synchronous admission: the reference-model property test, rollback and
 //! atomicity under concurrency.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Header parsing against real captured header sets
 //! (`tests/data/ratelimit-headers.json`, copied from the workspace's shared
 //! samples), and feeding them back into a limiter.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
 
 mod support;
 

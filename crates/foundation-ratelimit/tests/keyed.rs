@@ -1,5 +1,6 @@
 //! Keyed limiters: independence, idle eviction, the key bound,
 //! reconfiguration, and the measured bytes per key.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
 
 mod support;
 

@@ -6,6 +6,7 @@
 //! child in worker mode), all hammering one quota whose period is an hour, so
 //! refill during the test is negligible and the bound is exact: together
 //! they must never admit more than the burst of any dimension.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
 #![cfg(feature = "redis")]
 
 use std::process::Command;

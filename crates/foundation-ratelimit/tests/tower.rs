@@ -1,5 +1,6 @@
 //! The tower layer: shared state across clones, cost extraction, reconcile
 //! hook, errors with retry-after, cancellation.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
 #![cfg(feature = "tower")]
 
 mod support;

@@ -1,5 +1,6 @@
 //! Async waiting under paused tokio time: FIFO, bounds, deadlines,
 //! cancellation, reconcile wake-ups and reconfiguration.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
 
 mod support;
 

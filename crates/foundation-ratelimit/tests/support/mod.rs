@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers fail loudly")]
 
 use foundation_core::{Clock, ManualClock, TokioClock};
 use foundation_ratelimit::{DimensionConfig, LimiterConfig, RateLimiter};

@@ -29,7 +29,7 @@ impl TraceTree {
     /// Builds the forest from events (any order; duplicates by id are ignored).
     #[must_use]
     pub fn build(mut events: Vec<RecordedEvent>) -> Self {
-        events.sort_by(|a, b| (a.time, a.position).cmp(&(b.time, b.position)));
+        events.sort_by_key(|e| (e.time, e.position));
         let mut seen = HashSet::new();
         events.retain(|e| seen.insert(e.id));
         let index: HashMap<EventId, usize> = events.iter().enumerate().map(|(i, e)| (e.id, i)).collect();

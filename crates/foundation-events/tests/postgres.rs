@@ -1,6 +1,7 @@
 //! The behaviour suite on PostgreSQL (a fresh schema per test, dropped after).
 //! Run with `cargo xtask test`, which starts PostgreSQL and sets `FOUNDATION_POSTGRES_URL`.
 #![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod support;
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! The behaviour suite on the SQLite backend (a fresh file per test).
 #![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod support;
 
 use std::sync::Arc;

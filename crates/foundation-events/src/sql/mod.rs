@@ -194,7 +194,7 @@ impl Sql {
                     return format!("({ty} IS NOT NULL AND NOT COALESCE({equal}, FALSE))");
                 }
                 let (ty, val) = self.json_access(field, path);
-                let cmp = match value {
+                match value {
                     Literal::Null => format!("({ty} = 'null')"),
                     Literal::Bool(b) => format!("({ty} = '{b}')"),
                     Literal::Int(i) => {
@@ -210,8 +210,7 @@ impl Sql {
                         format!("({ty} = 'text' AND {val} {} {p})", op.sql())
                     }
                     Literal::Time(_) => "FALSE".to_owned(),
-                };
-                cmp
+                }
             }
             Dialect::Postgres => {
                 let key_only = path.segments().iter().all(|s| matches!(s, PathSegment::Key(_)));

@@ -276,6 +276,49 @@ async fn listen(mut listener: PgListener, head: Arc<watch::Sender<Position>>, mu
     }
 }
 
+/// A batch as column arrays, for one `INSERT … SELECT FROM UNNEST(…)`.
+#[derive(Default)]
+struct Columns {
+    position: Vec<i64>,
+    id: Vec<String>,
+    stream_version: Vec<i64>,
+    event_type: Vec<String>,
+    source: Vec<String>,
+    subject: Vec<Option<String>>,
+    time: Vec<i64>,
+    schema_version: Vec<i64>,
+    dataschema: Vec<Option<String>>,
+    data: Vec<String>,
+    metadata: Vec<Option<String>>,
+    correlation_id: Vec<String>,
+    causation_id: Vec<Option<String>>,
+    tenant: Vec<Option<String>>,
+    links: Vec<String>,
+    link_src: Vec<String>,
+    link_rel: Vec<String>,
+    link_dst: Vec<String>,
+}
+
+impl Columns {
+    fn push(&mut self, r: Row) {
+        self.position.push(r.position);
+        self.id.push(r.id);
+        self.stream_version.push(r.stream_version);
+        self.event_type.push(r.event_type);
+        self.source.push(r.source);
+        self.subject.push(r.subject);
+        self.time.push(r.time);
+        self.schema_version.push(r.schema_version);
+        self.dataschema.push(r.dataschema);
+        self.data.push(r.data);
+        self.metadata.push(r.metadata);
+        self.correlation_id.push(r.correlation_id);
+        self.causation_id.push(r.causation_id);
+        self.tenant.push(r.tenant);
+        self.links.push(r.links);
+    }
+}
+
 async fn fetch_existing(
     conn: &mut sqlx::PgConnection,
     events_table: &str,
@@ -327,34 +370,15 @@ impl Backend for PostgresStore {
         }
         // 3. Insert everything in one statement; notify at commit.
         let first = last - n + 1;
-        let mut cols: (Vec<i64>, Vec<String>, Vec<i64>, Vec<String>, Vec<String>, Vec<Option<String>>, Vec<i64>, Vec<i64>) =
-            Default::default();
-        let mut more: (Vec<Option<String>>, Vec<String>, Vec<Option<String>>, Vec<String>, Vec<Option<String>>, Vec<Option<String>>, Vec<String>) =
-            Default::default();
-        let (mut l_src, mut l_rel, mut l_dst) = (Vec::new(), Vec::new(), Vec::new());
+        let mut c = Columns::default();
         let mut version = actual;
         for (i, e) in events.iter().enumerate() {
             version += 1;
-            let r = Row::new(e, u64::try_from(first).unwrap_or(0) + i as u64, version);
-            cols.0.push(r.position);
-            cols.1.push(r.id);
-            cols.2.push(r.stream_version);
-            cols.3.push(r.event_type);
-            cols.4.push(r.source);
-            cols.5.push(r.subject);
-            cols.6.push(r.time);
-            cols.7.push(r.schema_version);
-            more.0.push(r.dataschema);
-            more.1.push(r.data);
-            more.2.push(r.metadata);
-            more.3.push(r.correlation_id);
-            more.4.push(r.causation_id);
-            more.5.push(r.tenant);
-            more.6.push(r.links);
+            c.push(Row::new(e, u64::try_from(first).unwrap_or(0) + i as u64, version));
             for l in &e.links {
-                l_src.push(e.id.to_string());
-                l_rel.push(l.relation.clone());
-                l_dst.push(l.target.to_string());
+                c.link_src.push(e.id.to_string());
+                c.link_rel.push(l.relation.clone());
+                c.link_dst.push(l.target.to_string());
             }
         }
         let sql = format!(
@@ -380,24 +404,24 @@ impl Backend for PostgresStore {
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(stream.as_str())
-            .bind(cols.0)
-            .bind(cols.1)
-            .bind(cols.2)
-            .bind(cols.3)
-            .bind(cols.4)
-            .bind(cols.5)
-            .bind(cols.6)
-            .bind(cols.7)
-            .bind(more.0)
-            .bind(more.1)
-            .bind(more.2)
-            .bind(more.3)
-            .bind(more.4)
-            .bind(more.5)
-            .bind(more.6)
-            .bind(l_src)
-            .bind(l_rel)
-            .bind(l_dst)
+            .bind(c.position)
+            .bind(c.id)
+            .bind(c.stream_version)
+            .bind(c.event_type)
+            .bind(c.source)
+            .bind(c.subject)
+            .bind(c.time)
+            .bind(c.schema_version)
+            .bind(c.dataschema)
+            .bind(c.data)
+            .bind(c.metadata)
+            .bind(c.correlation_id)
+            .bind(c.causation_id)
+            .bind(c.tenant)
+            .bind(c.links)
+            .bind(c.link_src)
+            .bind(c.link_rel)
+            .bind(c.link_dst)
             .bind(i64::try_from(version).unwrap_or(i64::MAX))
             .bind(&self.inner.channel)
             .bind(last.to_string())

@@ -1,5 +1,6 @@
 //! The shared behaviour suite: every backend runs these same checks.
 #![allow(dead_code, unreachable_pub, clippy::missing_panics_doc)]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test support fails loudly")]
 
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -34,8 +34,10 @@ use crate::value::Fields;
 /// Receives every finished trace that the retention policy keeps.
 ///
 /// Called on the thread that closed the root span, so implementations must be
-/// quick and must not block: push into a bounded channel, or write to a
-/// buffered sink. A sink that falls behind should drop and count, never grow.
+/// quick and must not block. Operations the sink itself runs (spans it opens,
+/// events it logs) are not recorded, so a sink may log through `tracing`.
+/// Push into a bounded channel or write to a buffered writer; a sink that
+/// falls behind should drop and count, never grow.
 ///
 /// ```
 /// use std::sync::Arc;

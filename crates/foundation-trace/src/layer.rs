@@ -33,6 +33,11 @@ pub const STEP_DATA_FIELD: &str = "step.data";
 /// Field on a span that names the operation (as in `tracing-opentelemetry`).
 pub const OTEL_NAME_FIELD: &str = "otel.name";
 
+thread_local! {
+    /// Set while this thread runs the [`TraceSink`].
+    static IN_SINK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Extra steps an error-level event may use beyond `limits.max_steps`, so the
 /// failure is recorded even when the cap was reached.
 const ERROR_RESERVE: usize = 8;
@@ -314,7 +319,11 @@ impl Inner {
         if let Some(kept) = self.store.offer(trace, &settings.config.retention)
             && let Some(sink) = &self.sink
         {
+            // Operations the sink runs are not recorded: a sink that logs
+            // through `tracing` would otherwise feed itself forever.
+            let was = IN_SINK.replace(true);
             sink.on_trace(&kept);
+            IN_SINK.set(was);
         }
     }
 }
@@ -681,7 +690,7 @@ where
             None => {
                 // A root operation: decide once whether to record it.
                 let settings = self.inner.settings.load_full();
-                if !sample(&self.inner.head_counter, settings.config.sample_rate) {
+                if IN_SINK.get() || !sample(&self.inner.head_counter, settings.config.sample_rate) {
                     let mut c = Capture::new(&settings, 0);
                     attrs.record(&mut c);
                     span.extensions_mut().insert(Unrecorded {
@@ -797,18 +806,23 @@ where
             return;
         }
         let Some(span) = ctx.span(&id) else { return };
-        let ext = span.extensions();
-        let Some(rec) = ext.get::<SpanRecord>() else {
-            return;
+        let root = {
+            let ext = span.extensions();
+            let Some(rec) = ext.get::<SpanRecord>() else {
+                return;
+            };
+            let end = rec.trace.elapsed();
+            if let Some(op) = rec.op
+                && let Some(o) = rec.trace.buf.lock().ops.get_mut(op as usize)
+            {
+                o.end = Some(end);
+            }
+            rec.is_root.then(|| (Arc::clone(&rec.trace), end))
         };
-        let end = rec.trace.elapsed();
-        if let Some(op) = rec.op
-            && let Some(o) = rec.trace.buf.lock().ops.get_mut(op as usize)
-        {
-            o.end = Some(end);
-        }
-        if rec.is_root {
-            self.inner.finish(&rec.trace, end);
+        // Finish without holding the span's extensions: the store and the
+        // sink are free to use `tracing` themselves.
+        if let Some((trace, end)) = root {
+            self.inner.finish(&trace, end);
             self.inner.live.fetch_sub(1, Ordering::AcqRel);
         }
     }

@@ -83,3 +83,30 @@ fn sink_sees_each_kept_trace_and_json_lines_round_trip() {
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[2]["operations"][0]["attributes"]["i"], 2);
 }
+
+#[derive(Debug)]
+struct Chatty;
+
+impl TraceSink for Chatty {
+    fn on_trace(&self, trace: &Arc<Trace>) {
+        // A sink may log through tracing, even inside another operation.
+        let _s = info_span!("sink").entered();
+        tracing::info!(trace = %trace.trace_id, "exported");
+    }
+}
+
+#[test]
+fn a_sink_using_tracing_does_not_deadlock() {
+    let layer = TraceLayer::builder().with_sink(Chatty).build().unwrap();
+    let h = layer.handle();
+    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    with(&d, || {
+        for _ in 0..3 {
+            let _g = info_span!("op").entered();
+            tracing::info!("work");
+        }
+    });
+    // The sink's own operations are not recorded.
+    assert_eq!(h.store().stats().completed, 3);
+    assert!(h.store().all().iter().all(|t| t.name() == "op"));
+}

@@ -151,6 +151,12 @@ impl fmt::Debug for ScopeId {
     }
 }
 
+impl From<&ScopeId> for ScopeId {
+    fn from(s: &ScopeId) -> Self {
+        s.clone()
+    }
+}
+
 impl From<&Scope> for ScopeId {
     fn from(s: &Scope) -> Self {
         s.id()

@@ -1,1 +1,550 @@
-//! x
+//! Semantic caching: reuse an answer for a prompt that *means* the same,
+//! within the same scope, when a verifier agrees.
+//!
+//! A [`SemanticCache`] sits on a [`TieredCache`] keyed by the exact prompt.
+//! A lookup tries the exact key first; then embeds the prompt, searches the
+//! vector index **of the prompt's scope only** (one partition per scope, so
+//! tenants, models and answer-changing parameters never mix), takes the best
+//! match, requires `similarity >= threshold`, asks the [`Verifier`] (default
+//! [`LexicalGuard`]: numbers, negation, opposite words), and serves the
+//! matched prompt's entry. When the embedder fails, it falls back to the
+//! exact key alone.
+
+mod embed;
+pub mod index;
+mod openai;
+mod verify;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use foundation_core::{BoxError, Validate, Validator};
+use metrics::{Counter, Histogram};
+use parking_lot::{Mutex, RwLock};
+
+pub use embed::{Embedder, HashingEmbedder};
+pub use index::{ExactIndex, PartitionIndex, dot};
+pub use openai::{OpenAiEmbedder, parse_response, request_body};
+pub use verify::{LexicalGuard, Verdict, Verifier};
+
+use crate::cache::{CacheValue, Loaded, TieredCache};
+use crate::error::Error;
+use crate::scope::{Key, Scope, ScopeId};
+
+/// Semantic lookup settings.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SemanticConfig {
+    /// Minimum cosine similarity for a semantic hit, in (0, 1]. Tune it per
+    /// embedder: the reported similarity of hits and near misses
+    /// (`foundation_cache_semantic_similarity`) is the data to tune on.
+    pub threshold: f32,
+    /// Most prompts indexed (oldest dropped first).
+    pub max_vectors: usize,
+    /// Vectors per scope above which an approximate (HNSW) index is built
+    /// (feature `ann`; without it, search stays exact).
+    #[serde(default = "default_ann_threshold")]
+    pub ann_threshold: usize,
+}
+
+fn default_ann_threshold() -> usize {
+    20_000
+}
+
+impl SemanticConfig {
+    /// `threshold` and `max_vectors`, default ANN threshold.
+    #[must_use]
+    pub fn new(threshold: f32, max_vectors: usize) -> Self {
+        Self {
+            threshold,
+            max_vectors,
+            ann_threshold: default_ann_threshold(),
+        }
+    }
+}
+
+impl Validate for SemanticConfig {
+    fn validate_into(&self, v: &mut Validator) {
+        v.check(self.threshold > 0.0 && self.threshold <= 1.0, "threshold", "must be in (0, 1]");
+        v.check(self.max_vectors > 0, "max_vectors", "must be at least 1");
+        v.check(self.ann_threshold > 0, "ann_threshold", "must be at least 1");
+    }
+}
+
+/// How a request was answered.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The exact prompt was cached.
+    Exact,
+    /// A prompt with this similarity matched and was served.
+    Semantic {
+        /// Cosine similarity of the match.
+        similarity: f32,
+        /// The cached prompt that matched.
+        matched: Arc<str>,
+    },
+    /// Computed: nothing matched.
+    Miss {
+        /// Similarity of the nearest prompt in the scope, if any (a near miss
+        /// when just below the threshold).
+        nearest: Option<f32>,
+        /// Why the verifier refused the best match, if it did.
+        vetoed: Option<String>,
+    },
+    /// Computed (or exactly hit) without semantic lookup: the embedder failed.
+    EmbedFailed,
+}
+
+impl Outcome {
+    /// Whether the answer came from the cache.
+    #[must_use]
+    pub fn is_hit(&self) -> bool {
+        matches!(self, Self::Exact | Self::Semantic { .. })
+    }
+}
+
+/// A value with how it was obtained.
+#[derive(Debug, Clone)]
+pub struct Answer<V> {
+    /// The value.
+    pub value: V,
+    /// How it was obtained.
+    pub outcome: Outcome,
+}
+
+#[derive(Debug)]
+struct Indexed {
+    key: Key,
+    prompt: Arc<str>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<u64, Indexed>,
+    by_key: HashMap<Key, u64>,
+    order: VecDeque<(ScopeId, u64)>,
+}
+
+struct SemMetrics {
+    sim_hit: Histogram,
+    sim_below: Histogram,
+    sim_vetoed: Histogram,
+    exact: Counter,
+    hit: Counter,
+    below: Counter,
+    vetoed: Counter,
+    embed_failed: Counter,
+}
+
+impl SemMetrics {
+    fn new(cache: &str) -> Self {
+        let c = cache.to_owned();
+        let h = |o: &'static str| metrics::histogram!("foundation_cache_semantic_similarity", "cache" => c.clone(), "outcome" => o);
+        let n = |o: &'static str| metrics::counter!("foundation_cache_semantic_lookups_total", "cache" => c.clone(), "outcome" => o);
+        Self {
+            sim_hit: h("hit"),
+            sim_below: h("below_threshold"),
+            sim_vetoed: h("vetoed"),
+            exact: n("exact"),
+            hit: n("hit"),
+            below: n("below_threshold"),
+            vetoed: n("vetoed"),
+            embed_failed: n("embed_failed"),
+        }
+    }
+}
+
+struct SemInner<V> {
+    exact: TieredCache<V>,
+    embedder: Arc<dyn Embedder>,
+    verifier: Option<Arc<dyn Verifier>>,
+    config: SemanticConfig,
+    partitions: RwLock<HashMap<ScopeId, Arc<RwLock<PartitionIndex>>>>,
+    state: Mutex<State>,
+    next_id: AtomicU64,
+    #[cfg_attr(not(feature = "ann"), allow(dead_code))]
+    rebuilding: Mutex<HashSet<ScopeId>>,
+    metrics: SemMetrics,
+}
+
+/// A semantic cache over a [`TieredCache`]. Cheap to clone.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), foundation_cache::Error> {
+/// use std::sync::Arc;
+/// use foundation_cache::{CacheConfig, Scope, TieredCache};
+/// use foundation_cache::semantic::{HashingEmbedder, Outcome, SemanticCache, SemanticConfig};
+///
+/// let exact = TieredCache::<String>::builder(CacheConfig::new(16 << 20)).build()?;
+/// let cache = SemanticCache::builder(exact, Arc::new(HashingEmbedder::new(384)), SemanticConfig::new(0.8, 10_000)).build()?;
+/// let scope = Scope::new().with_tenant("acme").with_model("small");
+///
+/// let a = cache.get_or_compute(&scope, "How do I reset my password?", || async {
+///     Ok::<_, std::io::Error>("Settings → Security → Reset".to_string())
+/// }).await?;
+/// assert!(matches!(a.outcome, Outcome::Miss { .. }));
+///
+/// let b = cache.get_or_compute(&scope, "how can i reset my password", || async {
+///     Ok::<_, std::io::Error>("(recomputed)".to_string())
+/// }).await?;
+/// assert!(matches!(b.outcome, Outcome::Semantic { .. }));
+/// assert_eq!(b.value, a.value);
+///
+/// // Another tenant never sees it.
+/// let other = Scope::new().with_tenant("globex").with_model("small");
+/// let c = cache.get_or_compute(&other, "How do I reset my password?", || async {
+///     Ok::<_, std::io::Error>("globex's own answer".to_string())
+/// }).await?;
+/// assert_eq!(c.value, "globex's own answer");
+/// # Ok(()) }
+/// ```
+pub struct SemanticCache<V> {
+    inner: Arc<SemInner<V>>,
+}
+
+impl<V> Clone for SemanticCache<V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<V> fmt::Debug for SemanticCache<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemanticCache")
+            .field("embedder", &self.inner.embedder)
+            .field("verifier", &self.inner.verifier)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`SemanticCache`].
+#[must_use]
+pub struct SemanticCacheBuilder<V> {
+    exact: TieredCache<V>,
+    embedder: Arc<dyn Embedder>,
+    verifier: Option<Arc<dyn Verifier>>,
+    config: SemanticConfig,
+}
+
+impl<V> fmt::Debug for SemanticCacheBuilder<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemanticCacheBuilder").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+// === impl SemanticCacheBuilder ===
+
+impl<V: CacheValue> SemanticCacheBuilder<V> {
+    /// Replaces the verifier (default: [`LexicalGuard`]).
+    pub fn with_verifier(mut self, verifier: Arc<dyn Verifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// Serves every match above the threshold without a second opinion.
+    pub fn without_verifier(mut self) -> Self {
+        self.verifier = None;
+        self
+    }
+
+    /// Builds the cache.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the invalid field.
+    pub fn build(self) -> Result<SemanticCache<V>, Error> {
+        self.config.validate()?;
+        if self.embedder.dimensions() == 0 {
+            return Err(foundation_core::ValidationErrors::single("embedder", "reports zero dimensions").into());
+        }
+        let metrics = SemMetrics::new(self.exact.name());
+        Ok(SemanticCache {
+            inner: Arc::new(SemInner {
+                exact: self.exact,
+                embedder: self.embedder,
+                verifier: self.verifier,
+                config: self.config,
+                partitions: RwLock::default(),
+                state: Mutex::default(),
+                next_id: AtomicU64::new(1),
+                rebuilding: Mutex::default(),
+                metrics,
+            }),
+        })
+    }
+}
+
+// === impl SemanticCache ===
+
+impl<V: CacheValue> SemanticCache<V> {
+    /// A builder over `exact` (which stores the answers) with `embedder`.
+    pub fn builder(exact: TieredCache<V>, embedder: Arc<dyn Embedder>, config: SemanticConfig) -> SemanticCacheBuilder<V> {
+        SemanticCacheBuilder {
+            exact,
+            embedder,
+            verifier: Some(Arc::new(LexicalGuard::default())),
+            config,
+        }
+    }
+
+    /// The exact-key cache underneath.
+    #[must_use]
+    pub fn exact(&self) -> &TieredCache<V> {
+        &self.inner.exact
+    }
+
+    /// The number of indexed prompts.
+    #[must_use]
+    pub fn indexed(&self) -> usize {
+        self.inner.state.lock().entries.len()
+    }
+
+    fn key(scope: &Scope, prompt: &str) -> Key {
+        Key::new(scope, prompt.trim())
+    }
+
+    async fn embed_one(&self, prompt: &str) -> Result<Vec<f32>, Error> {
+        let dims = self.inner.embedder.dimensions();
+        let mut v = self.inner.embedder.embed(&[prompt.to_owned()]).await?;
+        let mut q = v.pop().filter(|q| q.len() == dims && v.is_empty()).ok_or_else(|| Error::Embed(format!("embedder returned no {dims}-dimensional vector")))?;
+        if q.iter().any(|x| !x.is_finite()) {
+            return Err(Error::Embed("embedding contains NaN or infinity".into()));
+        }
+        embed::normalize(&mut q);
+        Ok(q)
+    }
+
+    /// Looks `prompt` up in `scope` without computing.
+    ///
+    /// # Errors
+    /// [`Error::CachedFailure`] from the exact cache.
+    pub async fn lookup(&self, scope: &Scope, prompt: &str) -> Result<(Option<V>, Outcome), Error> {
+        let key = Self::key(scope, prompt);
+        if let Some(v) = self.inner.exact.get(&key).await? {
+            self.inner.metrics.exact.increment(1);
+            return Ok((Some(v), Outcome::Exact));
+        }
+        match self.embed_one(prompt).await {
+            Err(e) => {
+                self.inner.metrics.embed_failed.increment(1);
+                tracing::debug!(error = %e, "embedding failed; exact lookup only");
+                Ok((None, Outcome::EmbedFailed))
+            }
+            Ok(q) => {
+                let (v, outcome) = self.search(&key, prompt, &q).await?;
+                Ok((v, outcome))
+            }
+        }
+    }
+
+    async fn search(&self, key: &Key, prompt: &str, q: &[f32]) -> Result<(Option<V>, Outcome), Error> {
+        let part = self.inner.partitions.read().get(key.scope()).cloned();
+        let best = part.and_then(|p| p.read().nearest(q));
+        let Some((id, sim)) = best else {
+            return Ok((None, Outcome::Miss { nearest: None, vetoed: None }));
+        };
+        let m = &self.inner.metrics;
+        if sim < self.inner.config.threshold {
+            m.sim_below.record(f64::from(sim));
+            m.below.increment(1);
+            return Ok((None, Outcome::Miss { nearest: Some(sim), vetoed: None }));
+        }
+        let candidate = self.inner.state.lock().entries.get(&id).map(|e| (e.key.clone(), e.prompt.clone()));
+        let Some((ckey, cprompt)) = candidate else {
+            return Ok((None, Outcome::Miss { nearest: Some(sim), vetoed: None }));
+        };
+        // Partitions are per scope, so this holds by construction; checked anyway.
+        if ckey.scope() != key.scope() {
+            return Ok((None, Outcome::Miss { nearest: None, vetoed: None }));
+        }
+        if let Some(v) = &self.inner.verifier
+            && let Verdict::Veto(why) = v.verify(prompt, &cprompt)
+        {
+            m.sim_vetoed.record(f64::from(sim));
+            m.vetoed.increment(1);
+            tracing::debug!(similarity = sim, reason = %why, "semantic match vetoed");
+            return Ok((None, Outcome::Miss { nearest: Some(sim), vetoed: Some(why) }));
+        }
+        match self.inner.exact.get(&ckey).await? {
+            Some(v) => {
+                m.sim_hit.record(f64::from(sim));
+                m.hit.increment(1);
+                Ok((Some(v), Outcome::Semantic { similarity: sim, matched: cprompt }))
+            }
+            None => {
+                // The answer is gone (evicted, expired, invalidated): forget its vector.
+                self.forget(&ckey);
+                Ok((None, Outcome::Miss { nearest: Some(sim), vetoed: None }))
+            }
+        }
+    }
+
+    /// The answer for `prompt` in `scope`: exact hit, semantic hit, or
+    /// computed by `f` (single-flight per exact prompt) and indexed.
+    ///
+    /// # Errors
+    /// [`Error::Load`] when `f` fails (failures are never indexed).
+    pub async fn get_or_compute<F, Fut, E>(&self, scope: &Scope, prompt: &str, f: F) -> Result<Answer<V>, Error>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.get_or_load(scope, prompt, move || futures_util::FutureExt::map(f(), |r| r.map(Loaded::new))).await
+    }
+
+    /// As [`get_or_compute`](Self::get_or_compute), with a loader that
+    /// reports tags, TTL and cost.
+    ///
+    /// # Errors
+    /// As [`get_or_compute`](Self::get_or_compute).
+    pub async fn get_or_load<F, Fut, E>(&self, scope: &Scope, prompt: &str, f: F) -> Result<Answer<V>, Error>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        let key = Self::key(scope, prompt);
+        if let Some(v) = self.inner.exact.get(&key).await? {
+            self.inner.metrics.exact.increment(1);
+            return Ok(Answer { value: v, outcome: Outcome::Exact });
+        }
+        let q = match self.embed_one(prompt).await {
+            Ok(q) => q,
+            Err(e) => {
+                self.inner.metrics.embed_failed.increment(1);
+                tracing::debug!(error = %e, "embedding failed; falling back to the exact key");
+                let value = self.inner.exact.get_or_load(&key, f).await?;
+                return Ok(Answer { value, outcome: Outcome::EmbedFailed });
+            }
+        };
+        let (found, outcome) = self.search(&key, prompt, &q).await?;
+        if let Some(value) = found {
+            return Ok(Answer { value, outcome });
+        }
+        let value = self.inner.exact.get_or_load(&key, f).await?;
+        self.index(key, prompt, &q);
+        Ok(Answer { value, outcome })
+    }
+
+    /// Stores answers for many prompts of one scope, embedding them in one batch.
+    ///
+    /// # Errors
+    /// [`Error::Embed`] when the batch cannot be embedded (nothing is indexed;
+    /// the answers are still stored under their exact prompts).
+    pub async fn insert_many(&self, scope: &Scope, items: Vec<(String, V)>) -> Result<(), Error> {
+        let prompts: Vec<String> = items.iter().map(|(p, _)| p.clone()).collect();
+        for (p, v) in items {
+            self.inner.exact.insert(&Self::key(scope, &p), v).await;
+        }
+        let vs = self.inner.embedder.embed(&prompts).await?;
+        if vs.len() != prompts.len() {
+            return Err(Error::Embed(format!("expected {} embeddings, got {}", prompts.len(), vs.len())));
+        }
+        for (p, mut v) in prompts.iter().zip(vs) {
+            if v.len() == self.inner.embedder.dimensions() {
+                embed::normalize(&mut v);
+                self.index(Self::key(scope, p), p, &v);
+            }
+        }
+        Ok(())
+    }
+
+    fn index(&self, key: Key, prompt: &str, q: &[f32]) {
+        let scope = key.scope().clone();
+        let mut st = self.inner.state.lock();
+        if st.by_key.contains_key(&key) {
+            return;
+        }
+        while st.entries.len() >= self.inner.config.max_vectors {
+            let Some((s, old)) = st.order.pop_front() else { break };
+            if let Some(e) = st.entries.remove(&old) {
+                st.by_key.remove(&e.key);
+                if let Some(p) = self.inner.partitions.read().get(&s) {
+                    p.write().remove(old);
+                }
+            }
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let part = self
+            .inner
+            .partitions
+            .write()
+            .entry(scope.clone())
+            .or_insert_with(|| Arc::new(RwLock::new(PartitionIndex::new(q.len()))))
+            .clone();
+        if !part.write().insert(id, q) {
+            return;
+        }
+        st.by_key.insert(key.clone(), id);
+        st.entries.insert(id, Indexed { key, prompt: Arc::from(prompt) });
+        st.order.push_back((scope.clone(), id));
+        drop(st);
+        self.maybe_rebuild(scope, &part);
+    }
+
+    #[cfg(feature = "ann")]
+    fn maybe_rebuild(&self, scope: ScopeId, part: &Arc<RwLock<PartitionIndex>>) {
+        let Some(points) = part.read().snapshot_due(self.inner.config.ann_threshold) else { return };
+        if !self.inner.rebuilding.lock().insert(scope.clone()) {
+            return;
+        }
+        let (part, inner) = (part.clone(), self.inner.clone());
+        tokio::task::spawn_blocking(move || {
+            let covered: HashSet<u64> = points.iter().map(|p| p.0).collect();
+            let snap = index::AnnSnapshot::build(points, index::AnnParams::default());
+            part.write().install(Arc::new(snap), &covered);
+            inner.rebuilding.lock().remove(&scope);
+        });
+    }
+
+    #[cfg(not(feature = "ann"))]
+    fn maybe_rebuild(&self, _scope: ScopeId, _part: &Arc<RwLock<PartitionIndex>>) {}
+
+    fn forget(&self, key: &Key) {
+        let mut st = self.inner.state.lock();
+        if let Some(id) = st.by_key.remove(key) {
+            st.entries.remove(&id);
+            if let Some(p) = self.inner.partitions.read().get(key.scope()) {
+                p.write().remove(id);
+            }
+        }
+    }
+
+    /// Removes one prompt's answer and vector.
+    ///
+    /// # Errors
+    /// As [`TieredCache::invalidate`].
+    pub async fn invalidate(&self, scope: &Scope, prompt: &str) -> Result<(), Error> {
+        let key = Self::key(scope, prompt);
+        self.forget(&key);
+        self.inner.exact.invalidate(&key).await
+    }
+
+    /// Removes every answer and vector of `scope`.
+    ///
+    /// # Errors
+    /// As [`TieredCache::invalidate_scope`].
+    pub async fn invalidate_scope(&self, scope: &Scope) -> Result<(), Error> {
+        let id = scope.id();
+        self.inner.partitions.write().remove(&id);
+        {
+            let mut st = self.inner.state.lock();
+            let gone: Vec<u64> = st.entries.iter().filter(|(_, e)| e.key.scope() == &id).map(|(i, _)| *i).collect();
+            for i in gone {
+                if let Some(e) = st.entries.remove(&i) {
+                    st.by_key.remove(&e.key);
+                }
+            }
+        }
+        self.inner.exact.invalidate_scope(&id).await
+    }
+}

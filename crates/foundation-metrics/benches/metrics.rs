@@ -1,7 +1,10 @@
 //! foundation-metrics against its anchors, in one criterion run.
 //!
-//! - `metrics_record`: one sample into a histogram: our lock-free sketch vs
-//!   hdrhistogram's `SyncHistogram` recorder vs metrics-util's `AtomicBucket`.
+//! - `metrics_record`: one sample into a histogram shared by all threads: our
+//!   lock-free sketch vs hdrhistogram's `SyncHistogram` recorder (a
+//!   per-thread buffer) vs metrics-util's `AtomicBucket`.
+//! - `metrics_record_buffered`: our per-owner `SketchRecorder` vs
+//!   hdrhistogram's `SyncHistogram` recorder (both buffer, then publish).
 //! - `metrics_quantile_1m`: p99 of a series holding 1M samples: our atomic
 //!   sketch (queried in place) vs hdrhistogram's `value_at_quantile`.
 //! - `metrics_facade_record`: `histogram!(..).record(v)` through the facade
@@ -87,6 +90,27 @@ fn record(c: &mut Criterion) {
                 left -= n;
             }
             total
+        });
+    });
+    g.finish();
+
+    // Like for like with hdrhistogram's per-thread `Recorder`: our buffered
+    // single-owner recorder in front of the shared sketch.
+    let mut g = c.benchmark_group("metrics_record_buffered");
+    let shared = AtomicSketch::new();
+    let mut ours = shared.recorder();
+    let mut i = 0usize;
+    g.bench_function("foundation", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            ours.record(black_box(data[i]));
+        });
+    });
+    let mut i = 0usize;
+    g.bench_function("hdrhistogram", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            rec.record(black_box(ints[i])).unwrap();
         });
     });
     g.finish();

@@ -573,6 +573,15 @@ impl HistogramRef {
     pub fn record(&self, v: f64) {
         metrics::HistogramFn::record(&*self.cell, v);
     }
+
+    /// A buffered single-owner recorder for very hot loops (see
+    /// [`SketchRecorder`](crate::sketch::SketchRecorder)); marks the series
+    /// active.
+    #[must_use]
+    pub fn recorder(&self) -> crate::sketch::SketchRecorder<'_> {
+        touch(&self.cell.touched);
+        self.cell.sketch.cumulative().recorder()
+    }
 }
 
 /// One series of a metric, as returned by [`MetricsHandle::series`].

@@ -312,6 +312,12 @@ impl AtomicStore {
         Err(seen)
     }
 
+    fn total(&self) -> u64 {
+        let mut t = 0;
+        self.for_each(|_, c| t += c);
+        t
+    }
+
     fn allocated_chunks(&self) -> usize {
         self.chunks.iter().filter(|c| c.get().is_some()).count()
     }
@@ -337,7 +343,6 @@ pub struct AtomicSketch {
     pos: AtomicStore,
     neg: OnceLock<Box<AtomicStore>>,
     zero: AtomicU64,
-    count: AtomicU64,
     sum: AtomicF64,
     min: AtomicF64,
     max: AtomicF64,
@@ -354,7 +359,6 @@ impl AtomicSketch {
             pos: AtomicStore::new(),
             neg: OnceLock::new(),
             zero: AtomicU64::new(0),
-            count: AtomicU64::new(0),
             sum: AtomicF64::new(0.0),
             min: AtomicF64::new(f64::INFINITY),
             max: AtomicF64::new(f64::NEG_INFINITY),
@@ -389,16 +393,29 @@ impl AtomicSketch {
                 .get_or_init(|| Box::new(AtomicStore::new()))
                 .add(slot_of(m), n);
         }
-        self.count.fetch_add(n, Ordering::Relaxed);
         self.sum.add(if n == 1 { v } else { v * n as f64 });
         self.min.min(v);
         self.max.max(v);
     }
 
-    /// Samples recorded (exact).
+    /// Samples recorded (exact): the sum of the buckets, so it always
+    /// agrees with the quantiles. Walks the allocated buckets (no count is
+    /// kept on the record path, which saves an atomic add per sample).
     #[must_use]
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        let (neg, zero, pos) = self.totals();
+        neg + zero + pos
+    }
+
+    /// Samples in the negative buckets, the zero bucket, the positive buckets.
+    fn totals(&self) -> (u64, u64, u64) {
+        let neg = self.neg.get().map_or(0, |s| s.total());
+        (neg, self.zero.load(Ordering::Relaxed), self.pos.total())
+    }
+
+    /// Whether any sample was recorded (min <= max once one was).
+    fn has_samples(&self) -> bool {
+        self.min.load() <= self.max.load()
     }
 
     /// Sum of the samples recorded.
@@ -410,13 +427,13 @@ impl AtomicSketch {
     /// Smallest sample, if any.
     #[must_use]
     pub fn min(&self) -> Option<f64> {
-        (self.count() > 0).then(|| self.min.load())
+        self.has_samples().then(|| self.min.load())
     }
 
     /// Largest sample, if any.
     #[must_use]
     pub fn max(&self) -> Option<f64> {
-        (self.count() > 0).then(|| self.max.load())
+        self.has_samples().then(|| self.max.load())
     }
 
     /// Non-finite samples refused by [`record`](Self::record).
@@ -430,18 +447,13 @@ impl AtomicSketch {
     /// chunks, from whichever end is closer to the rank). `None` when empty.
     #[must_use]
     pub fn quantile(&self, q: Quantile) -> Option<f64> {
-        let n = self.count();
+        let (neg_total, zero, pos_total) = self.totals();
+        let n = neg_total + zero + pos_total;
         if n == 0 {
             return None;
         }
         let rank = q.rank(n);
         let (lo, hi) = (self.min.load(), self.max.load());
-        let neg_total = self.neg.get().map_or(0, |s| {
-            let mut t = 0;
-            s.for_each(|_, c| t += c);
-            t
-        });
-        let zero = self.zero.load(Ordering::Relaxed);
         let v = if rank < neg_total {
             // Negative buckets: ascending value is descending magnitude.
             self.neg
@@ -452,9 +464,8 @@ impl AtomicSketch {
             0.0
         } else {
             let r = rank - neg_total - zero;
-            let pos_total = n.saturating_sub(neg_total + zero);
-            // Walk from the closer end; concurrent records may make the count
-            // run ahead of the buckets, in which case the extreme is the answer.
+            // Walk from the closer end; buckets growing concurrently may move
+            // the rank past the end, in which case the extreme is the answer.
             let found = if r < pos_total / 2 {
                 self.pos.find(r, false).ok()
             } else {
@@ -502,6 +513,152 @@ impl AtomicSketch {
     pub const fn max_allocated_bytes() -> usize {
         2 * (NUM_CHUNKS * std::mem::size_of::<Chunk>()
             + NUM_CHUNKS * std::mem::size_of::<OnceLock<Box<Chunk>>>())
+    }
+}
+
+/// Samples a [`SketchRecorder`] buffers before it flushes by itself.
+const FLUSH_EVERY: u32 = 4096;
+
+/// A single-owner buffer in front of an [`AtomicSketch`], like
+/// hdrhistogram's `Recorder`: [`record`](Self::record) is a table lookup and
+/// plain (non-atomic) increments into a per-recorder bucket array, and the
+/// buffer is added to the shared sketch every 4096 samples, on
+/// [`flush`](Self::flush) and on drop.
+///
+/// Use one per thread on very hot paths; readers of the shared sketch see
+/// buffered samples only after the next flush. The buffer costs about 13 KiB
+/// (one `u32` per bucket).
+pub struct SketchRecorder<'a> {
+    shared: &'a AtomicSketch,
+    pos: Box<[u32]>,
+    neg: Option<Box<[u32]>>,
+    /// Dirty slot ranges (`lo > hi` when clean).
+    pos_range: (usize, usize),
+    neg_range: (usize, usize),
+    zero: u64,
+    pending: u32,
+    sum: f64,
+    min: f64,
+    max: f64,
+    invalid: u64,
+}
+
+impl fmt::Debug for SketchRecorder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SketchRecorder").field("pending", &self.pending).finish_non_exhaustive()
+    }
+}
+
+const CLEAN: (usize, usize) = (usize::MAX, 0);
+
+// === impl SketchRecorder ===
+
+impl<'a> SketchRecorder<'a> {
+    fn new(shared: &'a AtomicSketch) -> Self {
+        Self {
+            shared,
+            pos: vec![0; NUM_SLOTS].into_boxed_slice(),
+            neg: None,
+            pos_range: CLEAN,
+            neg_range: CLEAN,
+            zero: 0,
+            pending: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            invalid: 0,
+        }
+    }
+
+    /// Buffers one sample; flushes every 4096 samples.
+    #[inline]
+    pub fn record(&mut self, v: f64) {
+        if v.is_finite() {
+            let m = v.abs();
+            if m < MIN_MAGNITUDE {
+                self.zero += 1;
+            } else {
+                let slot = slot_of(m);
+                let (counts, range) = if v > 0.0 {
+                    (&mut self.pos, &mut self.pos_range)
+                } else {
+                    (
+                        self.neg.get_or_insert_with(|| vec![0; NUM_SLOTS].into_boxed_slice()),
+                        &mut self.neg_range,
+                    )
+                };
+                if let Some(c) = counts.get_mut(slot) {
+                    *c += 1;
+                }
+                range.0 = range.0.min(slot);
+                range.1 = range.1.max(slot);
+            }
+            self.sum += v;
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        } else {
+            self.invalid += 1;
+        }
+        self.pending += 1;
+        if self.pending >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    /// Adds everything buffered to the shared sketch.
+    pub fn flush(&mut self) {
+        if self.pending == 0 {
+            return;
+        }
+        let drain = |counts: &mut [u32], range: &mut (usize, usize), store: &AtomicStore| {
+            if range.0 <= range.1 {
+                for (slot, c) in counts.iter_mut().enumerate().take(range.1 + 1).skip(range.0) {
+                    if *c > 0 {
+                        store.add(slot, u64::from(*c));
+                        *c = 0;
+                    }
+                }
+            }
+            *range = CLEAN;
+        };
+        drain(&mut self.pos, &mut self.pos_range, &self.shared.pos);
+        if let Some(neg) = &mut self.neg {
+            let store = self.shared.neg.get_or_init(|| Box::new(AtomicStore::new()));
+            drain(neg, &mut self.neg_range, store);
+        }
+        let s = self.shared;
+        if self.zero > 0 {
+            s.zero.fetch_add(self.zero, Ordering::Relaxed);
+        }
+        if self.invalid > 0 {
+            s.invalid.fetch_add(self.invalid, Ordering::Relaxed);
+        }
+        if self.min <= self.max {
+            s.sum.add(self.sum);
+            s.min.min(self.min);
+            s.max.max(self.max);
+        }
+        self.zero = 0;
+        self.invalid = 0;
+        self.pending = 0;
+        self.sum = 0.0;
+        self.min = f64::INFINITY;
+        self.max = f64::NEG_INFINITY;
+    }
+}
+
+impl Drop for SketchRecorder<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl AtomicSketch {
+    /// A buffered single-owner recorder in front of this sketch (see
+    /// [`SketchRecorder`]).
+    #[must_use]
+    pub fn recorder(&self) -> SketchRecorder<'_> {
+        SketchRecorder::new(self)
     }
 }
 
@@ -1006,6 +1163,32 @@ mod tests {
             assert_eq!(snap.quantile(q), p.quantile(q), "{q}");
         }
         assert_eq!(snap.min(), Some(-500.0 * 0.37));
+    }
+
+    #[test]
+    fn buffered_recorder_equals_direct_recording() {
+        let direct = AtomicSketch::new();
+        let shared = AtomicSketch::new();
+        {
+            let mut r = shared.recorder();
+            for i in 0..10_000 {
+                let v = f64::from(i % 977 - 300) * 0.013;
+                direct.record(v);
+                r.record(v);
+            }
+            r.record(f64::NAN);
+            // 10 000 samples: two automatic flushes happened, the rest is buffered.
+            assert_eq!(shared.count(), 8192);
+        }
+        let (a, b) = (direct.snapshot(), shared.snapshot());
+        assert_eq!(a.count(), b.count());
+        assert_eq!(b.invalid(), 1);
+        assert_eq!((a.min(), a.max()), (b.min(), b.max()));
+        assert!((a.sum() - b.sum()).abs() < 1e-6);
+        for q in [0.0, 0.3, 0.5, 0.99, 1.0] {
+            let q = Quantile::new(q).unwrap();
+            assert_eq!(a.quantile(q), b.quantile(q));
+        }
     }
 
     #[test]

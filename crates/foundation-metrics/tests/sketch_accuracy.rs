@@ -110,6 +110,27 @@ fn many_threads_lose_nothing() {
 }
 
 #[test]
+fn many_threads_with_buffered_recorders_lose_nothing() {
+    let s = Arc::new(AtomicSketch::new());
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(200 + t);
+                let mut r = s.recorder();
+                for _ in 0..50_001 {
+                    r.record(rng.lognormal(0.5, 0.8));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(s.count(), 8 * 50_001);
+}
+
+#[test]
 fn memory_is_flat_over_ten_million_samples() {
     let s = AtomicSketch::new();
     let mut rng = Rng::new(5);

@@ -534,6 +534,12 @@ impl<'a> Capture<'a> {
         }
     }
 
+    /// A step or operation name: redacted and cut like a value.
+    fn label(&self, s: &str) -> String {
+        let clean = self.redactor.scrub_text(s);
+        cut(clean.as_deref().unwrap_or(s), self.max_value).to_owned()
+    }
+
     fn json(&self, s: &str) -> Value {
         if s.len() > self.max_value {
             return self.text(s);
@@ -585,8 +591,8 @@ impl<'a> Capture<'a> {
                     _ => String::new(),
                 });
             }
-            STEP_NAME_FIELD => self.step_name = Some(cut(s, self.max_value).to_owned()),
-            OTEL_NAME_FIELD => self.otel_name = Some(cut(s, self.max_value).to_owned()),
+            STEP_NAME_FIELD => self.step_name = Some(self.label(s)),
+            OTEL_NAME_FIELD => self.otel_name = Some(self.label(s)),
             CORRELATION_ID_FIELD => {
                 self.correlation_id = Some(cut(s, self.max_value).to_owned());
                 let v = self.text(s);

@@ -2,7 +2,7 @@
 //! is redacted.
 //!
 //! Plain serde data with defaults for every field, checked by
-//! [`Validate`](foundation_core::Validate) when a [`TraceLayer`](crate::TraceLayer)
+//! `foundation_core::Validate` when a [`TraceLayer`](crate::TraceLayer)
 //! is built or reconfigured.
 //!
 //! ```

@@ -13,7 +13,7 @@
 //! `max_keys` bound is reached; if no key is idle at the bound, new keys are
 //! refused with [`AcquireError::TooManyKeys`] (existing keys keep working).
 //!
-//! Measured footprint: about 170 bytes per key for a two-dimension limiter
+//! Measured footprint: about 180 bytes per key for a two-dimension limiter
 //! with `u64` keys — the resident-set growth over 200 000 keys, measured by
 //! `tests/keyed_memory.rs` on Linux (map entry, the per-key `Arc` with its
 //! GCRA cells, counters and an empty queue, and the cells' own allocation).

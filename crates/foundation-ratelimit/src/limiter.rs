@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use foundation_core::{Clock, SharedClock, SystemClock, Validate};
+use foundation_core::{Clock, Reloadable, SharedClock, SystemClock, Validate};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -78,7 +78,9 @@ pub(crate) struct DimShared {
 
 /// Per-limiter (per-key) mutable state.
 pub(crate) struct State {
-    pub(crate) tats: Box<[AtomicU64]>,
+    /// Inline (not boxed): one pointer less on the hot path; positions past
+    /// the configured dimensions stay zero.
+    pub(crate) tats: [AtomicU64; MAX_DIMENSIONS],
     pub(crate) inflight: AtomicU32,
     pub(crate) waiting: AtomicUsize,
     pub(crate) queue: Mutex<Queue>,
@@ -238,9 +240,9 @@ impl Shared {
 // === impl State ===
 
 impl State {
-    pub(crate) fn new(dims: usize) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            tats: (0..dims).map(|_| AtomicU64::new(0)).collect(),
+            tats: std::array::from_fn(|_| AtomicU64::new(0)),
             inflight: AtomicU32::new(0),
             waiting: AtomicUsize::new(0),
             queue: Mutex::new(Queue::default()),
@@ -281,7 +283,7 @@ impl RateLimiter {
     }
 
     pub(crate) fn from_parts(shared: Arc<Shared>) -> Self {
-        let state = State::new(shared.dims.len());
+        let state = State::new();
         Self {
             inner: Arc::new(Inner { shared, state }),
         }
@@ -632,6 +634,26 @@ impl RateLimiter {
         self.inner.state.convert(&pairs, self.inner.shared.now());
         self.wake_head();
         Ok(())
+    }
+
+    /// Applies every accepted update of a live configuration, as
+    /// [`reconfigure`](Self::reconfigure) would; updates that change the
+    /// dimensions are rejected with an `error` event and leave the limiter
+    /// as it was. Runs until the future is dropped: spawn it next to the
+    /// limiter (`tokio::spawn(limiter.clone().follow(live))`).
+    pub async fn follow(self, live: Reloadable<LimiterConfig>) {
+        let mut changes = live.subscribe();
+        loop {
+            let config = (*live.load()).clone();
+            if config != self.config()
+                && let Err(e) = self.reconfigure(config)
+            {
+                tracing::error!(limiter = %self.name(), error = %e, "live configuration rejected");
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {

@@ -103,12 +103,37 @@ fn keyed(c: &mut Criterion) {
     g.finish();
 }
 
+/// Runs `TASKS` tasks on `rt`, each awaiting `op(shared clone)` `EACH` times.
+fn run_tasks<T, F, Fut>(rt: &tokio::runtime::Runtime, shared: &T, op: F)
+where
+    T: Clone + Send + 'static,
+    F: Fn(T) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    for _ in 0..EACH {
+                        op(shared.clone()).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+const TASKS: usize = 32;
+const EACH: usize = 50;
+
 /// 32 tasks on a 2-thread runtime each take 50 permits from a limiter with 2
 /// concurrency slots (rates never bind), so nearly every acquire queues and
 /// is handed a slot in FIFO order. The anchor is tokio's fair semaphore.
 fn acquire_contended(c: &mut Criterion) {
-    const TASKS: usize = 32;
-    const EACH: usize = 50;
     let mut g = c.benchmark_group("ratelimit_acquire_contended");
     g.throughput(criterion::Throughput::Elements((TASKS * EACH) as u64));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
@@ -116,42 +141,20 @@ fn acquire_contended(c: &mut Criterion) {
     let ours = RateLimiter::builder(cfg).with_clock(SystemClock).build().unwrap();
     g.bench_function("foundation", |b| {
         b.iter(|| {
-            rt.block_on(async {
-                let mut tasks = Vec::with_capacity(TASKS);
-                for _ in 0..TASKS {
-                    let l = ours.clone();
-                    tasks.push(tokio::spawn(async move {
-                        for _ in 0..EACH {
-                            let p = l.acquire(Charge::from([1])).await.unwrap();
-                            tokio::task::yield_now().await;
-                            drop(p);
-                        }
-                    }));
-                }
-                for t in tasks {
-                    t.await.unwrap();
-                }
+            run_tasks(&rt, &ours, |l: RateLimiter| async move {
+                let p = l.acquire(Charge::from([1])).await.unwrap();
+                tokio::task::yield_now().await;
+                drop(p);
             });
         });
     });
     let sem = Arc::new(tokio::sync::Semaphore::new(2));
     g.bench_function("tokio_semaphore", |b| {
         b.iter(|| {
-            rt.block_on(async {
-                let mut tasks = Vec::with_capacity(TASKS);
-                for _ in 0..TASKS {
-                    let s = sem.clone();
-                    tasks.push(tokio::spawn(async move {
-                        for _ in 0..EACH {
-                            let p = s.acquire().await.unwrap();
-                            tokio::task::yield_now().await;
-                            drop(p);
-                        }
-                    }));
-                }
-                for t in tasks {
-                    t.await.unwrap();
-                }
+            run_tasks(&rt, &sem, |s: Arc<tokio::sync::Semaphore>| async move {
+                let p = s.acquire().await.unwrap();
+                tokio::task::yield_now().await;
+                drop(p);
             });
         });
     });

@@ -33,6 +33,21 @@ fn tokens(per_sec: u64) -> LimiterConfig {
     LimiterConfig::new().with_dimension(DimensionConfig::per_second("tokens", per_sec))
 }
 
+/// Spawns a task waiting for `cost` tokens (it queues before this returns);
+/// the task yields how long it waited.
+async fn spawn_waiter(
+    limiter: &foundation_ratelimit::RateLimiter,
+    cost: u64,
+) -> tokio::task::JoinHandle<Result<Duration, AcquireError>> {
+    let l = limiter.clone();
+    let task = tokio::spawn(async move {
+        let start = Instant::now();
+        l.acquire(Charge::from([cost])).await.map(|_| start.elapsed())
+    });
+    tokio::task::yield_now().await;
+    task
+}
+
 #[tokio::test(start_paused = true)]
 async fn waits_exactly_until_capacity_returns() {
     let limiter = support::tokio_clock(tokens(100));
@@ -72,18 +87,10 @@ async fn queue_is_bounded_by_count_and_cost() {
         .with_max_waiters(2);
     let limiter = support::tokio_clock(cfg);
     let _ = limiter.acquire(Charge::from([100])).await.unwrap();
-    let a = tokio::spawn({
-        let l = limiter.clone();
-        async move { l.acquire(Charge::from([100])).await.map(drop) }
-    });
-    tokio::task::yield_now().await;
+    let a = spawn_waiter(&limiter, 100).await;
     let err = limiter.acquire(Charge::from([60])).await.unwrap_err();
     assert!(matches!(err, AcquireError::QueueFull { .. }), "{err}");
-    let b = tokio::spawn({
-        let l = limiter.clone();
-        async move { l.acquire(Charge::from([10])).await.map(drop) }
-    });
-    tokio::task::yield_now().await;
+    let b = spawn_waiter(&limiter, 10).await;
     let err = limiter.acquire(Charge::from([1])).await.unwrap_err();
     assert!(err.to_string().contains("2 waiters"), "{err}");
     a.await.unwrap().unwrap();
@@ -120,11 +127,7 @@ async fn deadline_fails_fast_with_the_predicted_wait() {
 async fn prediction_counts_the_queue_ahead() {
     let limiter = support::tokio_clock(tokens(100));
     let _ = limiter.acquire(Charge::from([100])).await.unwrap();
-    let ahead = tokio::spawn({
-        let l = limiter.clone();
-        async move { l.acquire(Charge::from([50])).await.map(drop) }
-    });
-    tokio::task::yield_now().await;
+    let ahead = spawn_waiter(&limiter, 50).await;
     assert_eq!(limiter.predicted_wait(&Charge::from([30])).unwrap(), Duration::from_millis(800));
     let err = limiter
         .acquire_within(Charge::from([30]), Duration::from_millis(700))
@@ -138,16 +141,8 @@ async fn prediction_counts_the_queue_ahead() {
 async fn cancelled_waiter_leaves_nothing_behind() {
     let limiter = support::tokio_clock(tokens(100));
     let _ = limiter.acquire(Charge::from([100])).await.unwrap();
-    let head = tokio::spawn({
-        let l = limiter.clone();
-        async move { l.acquire(Charge::from([100])).await.map(drop) }
-    });
-    tokio::task::yield_now().await;
-    let second = tokio::spawn({
-        let l = limiter.clone();
-        async move { l.acquire(Charge::from([10])).await.map(drop) }
-    });
-    tokio::task::yield_now().await;
+    let head = spawn_waiter(&limiter, 100).await;
+    let second = spawn_waiter(&limiter, 10).await;
     assert_eq!(limiter.snapshot().waiters, 2);
     // Cancel the head: the next waiter becomes head and is admitted at 100ms, not after 1s.
     head.abort();
@@ -180,14 +175,7 @@ async fn timeout_while_waiting_dequeues() {
 async fn released_slot_and_refund_wake_the_head_early() {
     let limiter = support::tokio_clock(tokens(100).with_concurrency(1));
     let mut permit = limiter.acquire(Charge::from([100])).await.unwrap();
-    let waiter = tokio::spawn({
-        let l = limiter.clone();
-        async move {
-            let start = Instant::now();
-            l.acquire(Charge::from([60])).await.map(|_| start.elapsed())
-        }
-    });
-    tokio::task::yield_now().await;
+    let waiter = spawn_waiter(&limiter, 60).await;
     tokio::time::advance(Duration::from_millis(10)).await;
     // The response used 30 tokens, not 100: 70 come back now; releasing the slot admits the waiter.
     permit.reconcile(Charge::from([30]));
@@ -200,14 +188,7 @@ async fn released_slot_and_refund_wake_the_head_early() {
 async fn reconfiguration_keeps_state_and_waiters() {
     let limiter = support::tokio_clock(tokens(100));
     let _ = limiter.acquire(Charge::from([100])).await.unwrap();
-    let waiter = tokio::spawn({
-        let l = limiter.clone();
-        async move {
-            let start = Instant::now();
-            l.acquire(Charge::from([100])).await.map(|_| start.elapsed())
-        }
-    });
-    tokio::task::yield_now().await;
+    let waiter = spawn_waiter(&limiter, 100).await;
     // Ten times the rate: the used 100 tokens now refill in 100ms and the
     // waiter (still queued) is admitted then, not after 1s.
     limiter.reconfigure(tokens(1_000).with_dimension(DimensionConfig::per_second("x", 1))).unwrap_err();
@@ -223,11 +204,7 @@ async fn reconfiguration_keeps_state_and_waiters() {
 async fn shrinking_burst_fails_waiters_that_can_never_fit() {
     let limiter = support::tokio_clock(tokens(100));
     let _ = limiter.acquire(Charge::from([100])).await.unwrap();
-    let waiter = tokio::spawn({
-        let l = limiter.clone();
-        async move { l.acquire(Charge::from([80])).await.map(drop) }
-    });
-    tokio::task::yield_now().await;
+    let waiter = spawn_waiter(&limiter, 80).await;
     limiter.reconfigure(tokens(50)).unwrap();
     let err = waiter.await.unwrap().unwrap_err();
     assert!(matches!(err, AcquireError::ExceedsBurst { burst: 50, .. }), "{err}");

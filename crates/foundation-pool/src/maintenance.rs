@@ -67,7 +67,9 @@ async fn controller_loop<M: Manager>(weak: Weak<PoolInner<M>>, mut ctl: Controll
         m.in_use.set(in_use as f64);
         m.waiting.set(st.waiting as f64);
         ticks += 1;
-        let now = Instant::now().into_std();
+        let tokio_now = Instant::now();
+        shared.tick_coarse(tokio_now, cfg.controller.tick * 2);
+        let now = tokio_now.into_std();
         let decision = if cfg.controller.enabled {
             let sample = Sample {
                 in_use,

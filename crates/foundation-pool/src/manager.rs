@@ -27,6 +27,8 @@ pub(crate) struct Entry<T> {
     pub(crate) created: Instant,
     pub(crate) last_used: Instant,
     pub(crate) last_checked: Instant,
+    /// How long the creation took (the wait of the checkout that created it).
+    pub(crate) create_took: Duration,
 }
 
 // === impl Entry ===
@@ -34,6 +36,21 @@ pub(crate) struct Entry<T> {
 impl<T> Entry<T> {
     pub(crate) fn expired(&self, now: Instant, max_lifetime: Option<Duration>) -> bool {
         max_lifetime.is_some_and(|l| now.saturating_duration_since(self.created) >= l)
+    }
+
+    /// The first instant at which this object needs attention on checkout
+    /// (lifetime reached, or check due); `None` if never.
+    pub(crate) fn attention_at(
+        &self,
+        max_lifetime: Option<Duration>,
+        check_after: Option<Duration>,
+    ) -> Option<Instant> {
+        let lifetime = max_lifetime.and_then(|l| self.created.checked_add(l));
+        let check = check_after.and_then(|a| self.last_checked.checked_add(a));
+        match (lifetime, check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -106,7 +123,14 @@ impl<M: Manager> managed::Manager for Adapter<M> {
             armed: true,
         };
         let cfg = shared.config.load();
-        let result = tokio::time::timeout(cfg.create_timeout, self.inner.create()).await;
+        let began = Instant::now();
+        // Boxed: creation is rare, and deadpool embeds this future in every
+        // checkout's future, which is moved on each checkout.
+        let result = Box::pin(tokio::time::timeout(
+            cfg.create_timeout,
+            self.inner.create(),
+        ))
+        .await;
         probe.armed = false;
         let now = Instant::now();
         match result {
@@ -118,6 +142,7 @@ impl<M: Manager> managed::Manager for Adapter<M> {
                     created: now,
                     last_used: now,
                     last_checked: now,
+                    create_took: now.saturating_duration_since(began),
                 })
             }
             Ok(Err(e)) => {

@@ -269,6 +269,7 @@ impl<M: Manager> ElasticPool<M> {
         for t in tasks.drain(..) {
             t.abort();
         }
+        self.inner.shared.invalidate_coarse();
         tasks.extend(spawned);
         Ok(())
     }
@@ -280,6 +281,7 @@ impl<M: Manager> ElasticPool<M> {
         for t in self.inner.tasks.lock().drain(..) {
             t.abort();
         }
+        self.inner.shared.invalidate_coarse();
         self.inner.pool.close();
     }
 
@@ -288,8 +290,7 @@ impl<M: Manager> ElasticPool<M> {
     /// # Errors
     /// See [`PoolError`].
     pub async fn get(&self) -> Result<Pooled<M>, PoolError<M::Error>> {
-        let start = Instant::now();
-        self.checkout(start, start + self.inner.shared.hot.checkout_timeout())
+        self.checkout(Deadline::In(self.inner.shared.hot.checkout_timeout()))
             .await
     }
 
@@ -298,8 +299,7 @@ impl<M: Manager> ElasticPool<M> {
     /// # Errors
     /// See [`PoolError`].
     pub async fn get_timeout(&self, timeout: Duration) -> Result<Pooled<M>, PoolError<M::Error>> {
-        let start = Instant::now();
-        self.checkout(start, start + timeout).await
+        self.checkout(Deadline::In(timeout)).await
     }
 
     /// Checks out an object before `deadline`, failing fast when the deadline
@@ -313,23 +313,26 @@ impl<M: Manager> ElasticPool<M> {
     /// # Errors
     /// See [`PoolError`].
     pub async fn get_until(&self, deadline: Instant) -> Result<Pooled<M>, PoolError<M::Error>> {
-        self.checkout(Instant::now(), deadline).await
+        self.checkout(Deadline::At(deadline)).await
     }
 
-    async fn checkout(
-        &self,
-        start: Instant,
-        deadline: Instant,
-    ) -> Result<Pooled<M>, PoolError<M::Error>> {
+    async fn checkout(&self, deadline: Deadline) -> Result<Pooled<M>, PoolError<M::Error>> {
         let shared = &self.inner.shared;
+        // The clock is a measurable share of a checkout, so it is read only
+        // when something depends on it: the wait of a queued checkout, a
+        // hold-time sample, or an object whose lifetime or check may be due.
+        let mut started: Option<Instant> = None;
         let mut retry = false;
         loop {
             // Closed objects are replaced within the same deadline.
-            if std::mem::replace(&mut retry, true) && Instant::now() >= deadline {
-                shared.metrics.timeouts.increment(1);
-                return Err(PoolError::Timeout {
-                    waited: start.elapsed(),
-                });
+            if std::mem::replace(&mut retry, true) {
+                let start = *started.get_or_insert_with(Instant::now);
+                if Instant::now() >= deadline.resolve(start) {
+                    shared.metrics.timeouts.increment(1);
+                    return Err(PoolError::Timeout {
+                        waited: start.elapsed(),
+                    });
+                }
             }
             // Fast path: an idle object or a free slot, without queueing.
             // Only when that fails does the checkout decide whether waiting
@@ -337,11 +340,16 @@ impl<M: Manager> ElasticPool<M> {
             let mut queued = false;
             let got = match self.inner.pool.timeout_get(&NOW).await {
                 Err(managed::PoolError::Timeout(_)) => {
-                    if let Some(err) = self.admission(start, deadline) {
+                    let start = *started.get_or_insert_with(Instant::now);
+                    let at = deadline.resolve(start);
+                    if let Some(err) = self.admission(start, at) {
                         return Err(err);
                     }
                     queued = true;
-                    tokio::time::timeout_at(deadline, self.inner.pool.get()).await
+                    // Boxed: the queued path is the rare one, and keeping its
+                    // timer out of this future keeps the fast path's future
+                    // small (it is moved on every checkout).
+                    Box::pin(tokio::time::timeout_at(at, self.inner.pool.get())).await
                 }
                 other => Ok(other),
             };
@@ -351,44 +359,50 @@ impl<M: Manager> ElasticPool<M> {
                 Err(_) => {
                     shared.metrics.timeouts.increment(1);
                     return Err(PoolError::Timeout {
-                        waited: start.elapsed(),
+                        waited: started.map_or(Duration::ZERO, |s| s.elapsed()),
                     });
                 }
             };
-            // One clock read per checkout on the fast path (the clock is a
-            // measurable share of a checkout): an idle object handed out
-            // without queueing waited for nothing.
             // Created by this very checkout (deadpool counts recycles of
-            // objects taken from the idle queue): its wait included the
-            // creation, and a check would be redundant.
+            // objects taken from the idle queue): its wait was its creation,
+            // and a check would be redundant.
             let fresh = Object::metrics(&obj).recycle_count == 0;
-            let now = if queued || fresh {
-                Instant::now()
-            } else {
-                start
-            };
-            if obj.expired(now, shared.hot.max_lifetime()) {
-                shared.closed(CloseReason::MaxLifetime);
-                drop(Object::take(obj));
-                continue;
-            }
-            let due = !fresh
-                && shared
-                    .hot
-                    .check_after()
-                    .is_some_and(|after| now.saturating_duration_since(obj.last_checked) >= after);
-            if due {
-                let metrics = *Object::metrics(&obj);
-                if !self.inner.pool.manager().check(&mut obj, &metrics).await {
-                    shared.closed(CloseReason::CheckFailed);
+            let hot = &shared.hot;
+            let attention = obj.attention_at(
+                hot.max_lifetime(),
+                (!fresh).then(|| hot.check_after()).flatten(),
+            );
+            let sample = crate::shared::sample_hold();
+            let now = (queued || sample || !shared.clear_until(attention)).then(Instant::now);
+            if let Some(now) = now {
+                if obj.expired(now, hot.max_lifetime()) {
+                    shared.closed(CloseReason::MaxLifetime);
                     drop(Object::take(obj));
                     continue;
                 }
+                let due = !fresh
+                    && hot.check_after().is_some_and(|after| {
+                        now.saturating_duration_since(obj.last_checked) >= after
+                    });
+                if due {
+                    let metrics = *Object::metrics(&obj);
+                    let ok = Box::pin(self.inner.pool.manager().check(&mut obj, &metrics)).await;
+                    if !ok {
+                        shared.closed(CloseReason::CheckFailed);
+                        drop(Object::take(obj));
+                        continue;
+                    }
+                }
             }
-            shared.record_wait(now.saturating_duration_since(start), queued);
+            let waited = match (queued, started, now) {
+                (true, Some(s), Some(n)) => n.saturating_duration_since(s),
+                _ if fresh => obj.create_took,
+                _ => Duration::ZERO,
+            };
+            shared.record_wait(waited, queued);
             return Ok(Pooled {
                 obj: Some(obj),
-                since: now,
+                since: now.filter(|_| sample),
                 discard: None,
             });
         }
@@ -412,7 +426,7 @@ impl<M: Manager> ElasticPool<M> {
         let start = Instant::now();
         let deadline = start + timeout;
         let mut obj = self
-            .checkout(start, deadline)
+            .checkout(Deadline::At(deadline))
             .await
             .map_err(RunError::Checkout)?;
         // Armed: if this future is dropped or `op` panics, the object is
@@ -534,6 +548,23 @@ impl<M: Manager> ElasticPool<M> {
     }
 }
 
+/// When a checkout must end; a relative deadline is resolved only when the
+/// checkout has to wait (sparing the fast path a clock read).
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    At(Instant),
+    In(Duration),
+}
+
+impl Deadline {
+    fn resolve(self, start: Instant) -> Instant {
+        match self {
+            Self::At(t) => t,
+            Self::In(d) => start + d,
+        }
+    }
+}
+
 /// The non-blocking timeouts the background tasks use: take an idle object or
 /// a free slot now, or nothing.
 pub(crate) const NOW: Timeouts = Timeouts {
@@ -547,7 +578,8 @@ pub(crate) const NOW: Timeouts = Timeouts {
 #[must_use = "dropping a Pooled returns it to the pool at once"]
 pub struct Pooled<M: Manager> {
     obj: Option<Object<Adapter<M>>>,
-    since: Instant,
+    /// Checkout instant, when this checkout samples the hold time.
+    since: Option<Instant>,
     discard: Option<CloseReason>,
 }
 
@@ -574,12 +606,6 @@ impl<M: Manager> Pooled<M> {
     /// Closes the object now instead of returning it.
     pub fn discard(mut self) {
         self.mark_broken();
-    }
-
-    /// How long the object has been checked out.
-    #[must_use]
-    pub fn held_for(&self) -> Duration {
-        self.since.elapsed()
     }
 
     fn entry(&self) -> Option<&Entry<M::Type>> {
@@ -614,7 +640,10 @@ impl<M: Manager> Drop for Pooled<M> {
         };
         let now = Instant::now();
         let shared = &obj.shared;
-        shared.record_hold(now.saturating_duration_since(self.since));
+        if let Some(since) = self.since {
+            shared.record_hold(now.saturating_duration_since(since));
+        }
+        shared.check_coarse(now);
         let reason = self
             .discard
             .or_else(|| std::thread::panicking().then_some(CloseReason::OperationAborted))

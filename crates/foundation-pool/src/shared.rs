@@ -226,6 +226,10 @@ pub(crate) struct Shared {
     wait_sum_nanos: AtomicU64,
     wait_count: AtomicU64,
     pub(crate) capacity: AtomicUsize,
+    /// Coarse clock kept by the controller task: nanoseconds after `base` by
+    /// which the real clock has surely not passed yet (`u64::MAX`: unknown).
+    coarse_until: AtomicU64,
+    base: Instant,
     pub(crate) events: Mutex<VecDeque<ScaleEvent>>,
     pub(crate) snapshot: watch::Sender<ControllerSnapshot>,
 }
@@ -247,6 +251,8 @@ impl Shared {
             wait_sum_nanos: AtomicU64::new(0),
             wait_count: AtomicU64::new(0),
             capacity: AtomicUsize::new(capacity),
+            coarse_until: AtomicU64::new(u64::MAX),
+            base: Instant::now(),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
             snapshot: watch::Sender::new(ControllerSnapshot {
                 capacity,
@@ -254,6 +260,38 @@ impl Shared {
                 last: Decision::Hold,
                 ticks: 0,
             }),
+        }
+    }
+
+    /// Called on each controller tick: until `now + margin`, checkouts may
+    /// trust that nothing whose attention instant lies later needs a look.
+    pub(crate) fn tick_coarse(&self, now: Instant, margin: Duration) {
+        let until = (now + margin).saturating_duration_since(self.base);
+        let nanos = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX - 1);
+        self.coarse_until.store(nanos, Ordering::Release);
+    }
+
+    /// Forgets the coarse clock (tasks stopped).
+    pub(crate) fn invalidate_coarse(&self) {
+        self.coarse_until.store(u64::MAX, Ordering::Release);
+    }
+
+    /// Whether an object needing attention at `attention` surely does not
+    /// need it yet, judged without reading the clock.
+    pub(crate) fn clear_until(&self, attention: Option<Instant>) -> bool {
+        let Some(attention) = attention else {
+            return true;
+        };
+        let until = self.coarse_until.load(Ordering::Acquire);
+        until != u64::MAX && self.base + Duration::from_nanos(until) < attention
+    }
+
+    /// Called with a real clock reading: a coarse clock that fell behind
+    /// (its task stopped or starved) is dropped until the next tick.
+    pub(crate) fn check_coarse(&self, now: Instant) {
+        let until = self.coarse_until.load(Ordering::Relaxed);
+        if until != u64::MAX && self.base + Duration::from_nanos(until) < now {
+            self.invalidate_coarse();
         }
     }
 
@@ -333,21 +371,9 @@ impl Shared {
     }
 
     /// Records how long an object was held (exponentially weighted, 1/16 per
-    /// sample). Only every 8th return per thread is sampled, so that returns
-    /// on different threads do not contend on this word.
+    /// sample). Only checkouts picked by [`sample_hold`] are recorded, so that
+    /// returns on different threads rarely contend on this word.
     pub(crate) fn record_hold(&self, hold: Duration) {
-        thread_local! {
-            static TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-        }
-        let n = TICK.with(|t| {
-            let n = t.get().wrapping_add(1);
-            t.set(n);
-            n
-        });
-        // The first sample always lands, so predictions start early.
-        if n % 8 != 1 && self.hold_ewma.load(Ordering::Relaxed) != 0 {
-            return;
-        }
         let x = hold.as_nanos() as f64;
         let _ = self
             .hold_ewma
@@ -375,4 +401,17 @@ impl Shared {
         }
         ev.push_back(e);
     }
+}
+
+/// Whether this checkout samples its hold time: every 8th checkout per
+/// thread (the first one always, so predictions start early).
+pub(crate) fn sample_hold() -> bool {
+    thread_local! {
+        static TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    TICK.with(|t| {
+        let n = t.get();
+        t.set(n.wrapping_add(1));
+        n % 8 == 0
+    })
 }

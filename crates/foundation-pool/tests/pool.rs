@@ -541,3 +541,25 @@ async fn shutdown_closes_waiters() {
     assert!(matches!(err, PoolError::Closed));
     assert_eq!(err.kind(), ErrorKind::Cancelled);
 }
+
+#[tokio::test(start_paused = true)]
+async fn checks_come_due_on_the_fast_path_while_the_controller_keeps_time() {
+    let (p, m) = pool(2, 4);
+    let mut cfg = (*p.config()).clone();
+    cfg.health.check_on_checkout_after = Some(Duration::from_secs(1));
+    cfg.health.check_interval = Duration::from_secs(60);
+    p.reconfigure(cfg).unwrap();
+    p.start().unwrap();
+    run_for(Duration::from_millis(50)).await;
+    // Fresh objects are not checked again right away.
+    let checks = m.script.checks.load(Ordering::SeqCst);
+    drop(p.get().await.unwrap());
+    assert_eq!(m.script.checks.load(Ordering::SeqCst), checks);
+    m.script.break_all_live(0..2);
+    run_for(Duration::from_millis(1_500)).await;
+    let c = p.get().await.unwrap();
+    assert!(c.id >= 2, "stale object {} handed out", c.id);
+    // After shutdown there is no coarse clock: checks still come due.
+    drop(c);
+    p.shutdown();
+}

@@ -41,6 +41,25 @@ fn samples() -> Vec<f64> {
         .collect()
 }
 
+/// Times `iters` calls of `op` in chunks of 100 000, running `between`
+/// (untimed) after each chunk: for anchors that buffer every sample until
+/// drained, so memory stays bounded during the run.
+fn chunked(iters: u64, mut op: impl FnMut(), mut between: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(100_000);
+        let start = Instant::now();
+        for _ in 0..n {
+            op();
+        }
+        total += start.elapsed();
+        between();
+        left -= n;
+    }
+    total
+}
+
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "positive microseconds")]
 fn micros(v: f64) -> u64 {
     (v * 1e6) as u64
@@ -73,23 +92,17 @@ fn record(c: &mut Criterion) {
     // AtomicBucket keeps every sample until cleared: clear between timed
     // chunks so memory stays bounded (the clear is not timed).
     let bucket = AtomicBucket::<f64>::new();
+    let mut i = 0usize;
     g.bench_function("metrics_util_atomicbucket", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            let mut i = 0usize;
-            while left > 0 {
-                let n = left.min(100_000);
-                let start = Instant::now();
-                for _ in 0..n {
+            chunked(
+                iters,
+                || {
                     i = (i + 1) & 4095;
                     bucket.push(black_box(data[i]));
-                }
-                total += start.elapsed();
-                bucket.clear();
-                left -= n;
-            }
-            total
+                },
+                || bucket.clear(),
+            )
         });
     });
     g.finish();
@@ -151,25 +164,19 @@ fn facade(c: &mut Criterion) {
     let handle = prom.handle();
     {
         let _guard = metrics::set_default_local_recorder(&prom);
+        let mut i = 0usize;
         g.bench_function("prometheus_exporter", |b| {
+            // Its histograms buffer raw samples until upkeep: run upkeep
+            // between timed chunks, as its docs require, untimed.
             b.iter_custom(|iters| {
-                // Its histograms buffer raw samples until upkeep: run upkeep
-                // between timed chunks, as its docs require, untimed.
-                let mut total = Duration::ZERO;
-                let mut left = iters;
-                let mut i = 0usize;
-                while left > 0 {
-                    let n = left.min(100_000);
-                    let start = Instant::now();
-                    for _ in 0..n {
+                chunked(
+                    iters,
+                    || {
                         i = (i + 1) & 4095;
                         metrics::histogram!("llm_latency_seconds", "model" => "small").record(black_box(data[i]));
-                    }
-                    total += start.elapsed();
-                    handle.run_upkeep();
-                    left -= n;
-                }
-                total
+                    },
+                    || handle.run_upkeep(),
+                )
             });
         });
     }

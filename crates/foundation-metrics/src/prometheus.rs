@@ -2,9 +2,9 @@
 //!
 //! Histograms are rendered as real Prometheus histograms by default, with
 //! bucket counts derived from the sketch at render time (so bounds can be
-//! changed at runtime without losing history; a sample within the sketch's
-//! 1% relative error of a bound may be counted on the other side of it), or
-//! as summaries when configured. Every family gets `# HELP` and `# TYPE`,
+//! changed at runtime without losing history; every sample on or below a
+//! bound is counted under it, and a sample less than 2% above a bound may be
+//! too), or as summaries when configured. Every family gets `# HELP` and `# TYPE`,
 //! counters are suffixed `_total`, and metric/label names are sanitized, so
 //! `promtool check metrics` accepts the output.
 //!
@@ -167,30 +167,16 @@ pub(crate) fn render(inner: &Inner) -> String {
             .and_then(|f| f.1.clone())
             .unwrap_or_else(|| format!("{raw_name} (no description registered)"));
         match kind {
-            MetricKind::Counter => {
-                header(&mut out, &name, "counter", &help);
+            MetricKind::Counter | MetricKind::Gauge => {
+                let type_name = if kind == MetricKind::Counter { "counter" } else { "gauge" };
+                header(&mut out, &name, type_name, &help);
                 for (key, s) in series {
-                    if let Series::Counter(c) = s {
-                        let _ = writeln!(
-                            out,
-                            "{name}{} {}",
-                            labels_with(&label_prefix(key, ""), None),
-                            c.value.load(Ordering::Relaxed)
-                        );
-                    }
-                }
-            }
-            MetricKind::Gauge => {
-                header(&mut out, &name, "gauge", &help);
-                for (key, s) in series {
-                    if let Series::Gauge(g) = s {
-                        let _ = writeln!(
-                            out,
-                            "{name}{} {}",
-                            labels_with(&label_prefix(key, ""), None),
-                            format_value(f64::from_bits(g.bits.load(Ordering::Relaxed)))
-                        );
-                    }
+                    let value = match s {
+                        Series::Counter(c) => c.value.load(Ordering::Relaxed).to_string(),
+                        Series::Gauge(g) => format_value(f64::from_bits(g.bits.load(Ordering::Relaxed))),
+                        Series::Histogram(_) => continue,
+                    };
+                    let _ = writeln!(out, "{name}{} {value}", labels_with(&label_prefix(key, ""), None));
                 }
             }
             MetricKind::Histogram => {

@@ -117,15 +117,21 @@ fn slot_of(m: f64) -> usize {
     (exp - MIN_EXP) as usize * PER_BINADE + j
 }
 
+/// The lowest magnitude of a slot: `2^(e + j/35)`.
+#[inline]
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "slots < 4096")]
+fn slot_lower(slot: usize) -> f64 {
+    let e = (slot / PER_BINADE) as i32 + MIN_EXP;
+    TABLES.bounds.get(slot % PER_BINADE).copied().unwrap_or(1.0) * f64::from(e).exp2()
+}
+
 /// The representative magnitude of a slot, `2 lo γ / (γ + 1)`: within
 /// `(γ − 1) / (γ + 1)` of everything in `[lo, lo γ)`.
 #[inline]
 #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "slots < 4096")]
 fn slot_value(slot: usize) -> f64 {
-    let t = &*TABLES;
-    let e = (slot / PER_BINADE) as i32 + MIN_EXP;
-    let lo = t.bounds.get(slot % PER_BINADE).copied().unwrap_or(1.0) * f64::from(e).exp2();
-    2.0 * lo * t.gamma / (t.gamma + 1.0)
+    let g = TABLES.gamma;
+    2.0 * slot_lower(slot) * g / (g + 1.0)
 }
 
 /// A quantile in `[0, 1]`, validated once so queries cannot fail on it.
@@ -917,14 +923,19 @@ impl Sketch {
         }
     }
 
-    /// For each bound (ascending), how many samples are `<= bound`, where a
-    /// sample counts as its bucket's representative value. Used for
-    /// Prometheus `le` buckets: a sample within the relative error of a bound
-    /// may be counted on the other side of it.
+    /// For each bound (ascending), how many samples are `<= bound`, counting
+    /// a bucket under a bound when the bucket's lowest value is `<= bound`.
+    /// Used for Prometheus `le` buckets: every sample `<= bound` is counted
+    /// (never an undercount, and samples exactly on a bound such as `1` or
+    /// `1024` land on the right side); a sample less than one bucket width
+    /// (2%) above a bound may be counted under it too.
     #[must_use]
     pub fn cumulative_counts(&self, bounds: &[f64]) -> Vec<u64> {
         let mut out = Vec::with_capacity(bounds.len());
-        let mut it = self.ordered().peekable();
+        let neg = self.neg.iter().rev().map(|(s, c)| (-slot_lower(s) * TABLES.gamma, c));
+        let zero = (self.zero > 0).then_some((-MIN_MAGNITUDE, self.zero));
+        let pos = self.pos.iter().map(|(s, c)| (slot_lower(s), c));
+        let mut it = neg.chain(zero).chain(pos).peekable();
         let mut seen = 0;
         for b in bounds {
             while let Some((v, c)) = it.peek() {
@@ -1229,8 +1240,10 @@ mod tests {
 
     #[test]
     fn cumulative_counts_are_monotone() {
-        let s = Sketch::from_samples((1..=100).map(f64::from));
-        let c = s.cumulative_counts(&[0.5, 10.5, 50.5, 1000.0]);
-        assert_eq!(c, vec![0, 10, 50, 100]);
+        let s = Sketch::from_samples((1..=100).map(f64::from).chain([-3.0, 0.0]));
+        let c = s.cumulative_counts(&[-3.0, -1.0, 0.0, 0.5, 1.0, 10.0, 50.0, 64.0, 1000.0]);
+        // 65 shares 64's bucket ([64, 65.28)), so it counts under le=64: the
+        // documented one-sided error. Everything on or below a bound counts.
+        assert_eq!(c, vec![1, 1, 2, 2, 3, 12, 52, 67, 102]);
     }
 }

@@ -16,8 +16,8 @@
 //! which span it actually covered ([`WindowSnapshot::span`]). Rotation needs a
 //! call at least once per finest interval to keep boundaries sharp; when
 //! several boundaries pass without one, the samples since the last rotation
-//! are attributed to the oldest of the missed intervals (they are at least
-//! that old only if nothing rotated, which upkeep prevents).
+//! are attributed to the oldest of the missed intervals (upkeep, which
+//! rotates every few seconds, keeps this from happening in practice).
 //!
 //! ```
 //! use std::sync::Arc;

@@ -312,6 +312,14 @@ mod tests {
     }
 
     #[test]
+    fn json_schema_describes_the_config() {
+        let schema = serde_json::to_string(&schemars::schema_for!(RecorderConfig)).unwrap();
+        for field in ["cardinality_limit", "idle_timeout", "windows", "summary_quantiles", "matcher"] {
+            assert!(schema.contains(field), "{field} missing from {schema}");
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let err = serde_json::from_str::<RecorderConfig>(r#"{"cardinality": 5}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");

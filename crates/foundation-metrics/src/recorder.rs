@@ -238,9 +238,12 @@ impl Inner {
     /// The series for `key`, registering it if needed; `None` when the key
     /// is refused (kind conflict, or over the limit with `reject`).
     fn register(&self, key: &Key, kind: MetricKind) -> Option<Series> {
-        if let Some(e) = self.shard(key).read().get(key) {
-            return (e.series.kind() == kind).then(|| e.series.clone());
+        if let Some(e) = self.shard(key).read().get(key)
+            && e.series.kind() == kind
+        {
+            return Some(e.series.clone());
         }
+        // New key, or a kind conflict (counted and warned about there).
         self.register_slow(key, kind)
     }
 

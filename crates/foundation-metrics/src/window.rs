@@ -358,6 +358,38 @@ mod tests {
         assert_eq!(w.span, Duration::from_secs(5));
     }
 
+    proptest::proptest! {
+        /// Whatever the timing of records, rotations and queries: a window
+        /// never holds more than the since-start sketch, and a window at least
+        /// as long as the series' age holds every sample.
+        #[test]
+        fn windows_never_invent_or_lose_samples(
+            steps in proptest::collection::vec((0u64..40_000, 0u32..20, proptest::bool::ANY), 1..60),
+            query_ms in 1u64..4_000_000,
+        ) {
+            let clock = ManualClock::new();
+            let s = rolling(&clock);
+            for (advance_ms, n, rotate) in steps {
+                clock.advance(Duration::from_millis(advance_ms));
+                for i in 0..n {
+                    s.record(f64::from(i) + 0.5);
+                }
+                if rotate {
+                    s.rotate();
+                }
+            }
+            let total = s.snapshot().count();
+            let w = s.window(Duration::from_millis(query_ms));
+            proptest::prop_assert!(w.sketch.count() <= total);
+            let age = clock.elapsed();
+            let all = s.window(age.max(Duration::from_millis(1)));
+            if age <= Duration::from_secs(60) {
+                proptest::prop_assert_eq!(all.sketch.count(), total);
+            }
+            proptest::prop_assert!(w.span <= age);
+        }
+    }
+
     #[test]
     fn level_validation_names_fields() {
         let bad = WindowLevel { slot: Duration::ZERO, slots: 0 };

@@ -68,6 +68,29 @@ async fn scrape_over_http_and_parse() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn slow_clients_time_out_and_do_not_block_others() {
+    let handle = MetricsRecorder::builder().build().unwrap().handle();
+    let exporter = Exporter::builder(handle)
+        .with_listen_addr(([127, 0, 0, 1], 0).into())
+        .with_request_timeout(Duration::from_secs(2))
+        .with_max_connections(2)
+        .spawn()
+        .await
+        .unwrap();
+    let addr = exporter.local_addr();
+    // A client that never finishes its request head (slowloris).
+    let mut stuck = TcpStream::connect(addr).await.unwrap();
+    stuck.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // Another client is still served meanwhile.
+    let (head, _) = request(addr, "GET /metrics HTTP/1.1\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The stuck one gets 408 once its time is up (paused time jumps there).
+    let mut buf = Vec::new();
+    stuck.read_to_end(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 408"));
+}
+
+#[tokio::test(start_paused = true)]
 async fn upkeep_runs_without_scrapes_and_memory_stays_flat() {
     let config = RecorderConfig { idle_timeout: Some(Duration::from_secs(30)), ..RecorderConfig::default() };
     let recorder = MetricsRecorder::builder()

@@ -7,6 +7,9 @@
 //! - `foundation` in `trace_step_sampled_off`: registry + `TraceLayer` with
 //!   head sampling at 0 (successful traces are not recorded).
 //!
+//! `trace_event_step_recording` measures the lighter shape: a step is one
+//! event inside an operation span that already exists and is re-entered.
+//!
 //! Steps run inside root operations of 64 steps each, so root creation, trace
 //! completion and store eviction are amortized into the per-step cost as they
 //! would be in a service.
@@ -42,6 +45,25 @@ fn steps(d: &Dispatch, iters: u64) -> Duration {
     })
 }
 
+/// The lighter shape: the operation span exists and is re-entered (as an
+/// instrumented future is on each poll); each step is one event.
+fn events(d: &Dispatch, iters: u64) -> Duration {
+    tracing::dispatcher::with_default(d, || {
+        let start = Instant::now();
+        let mut done = 0;
+        while done < iters {
+            let root = tracing::info_span!("request");
+            let n = STEPS_PER_ROOT.min(iters - done);
+            for i in 0..n {
+                let _g = root.enter();
+                tracing::info!(tokens = black_box(i), model = "gpt-4o-mini", ok = true);
+            }
+            done += n;
+        }
+        start.elapsed()
+    })
+}
+
 fn registry() -> Dispatch {
     Dispatch::new(tracing_subscriber::registry())
 }
@@ -64,6 +86,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("registry", |b| b.iter_custom(|n| steps(&d, n)));
     let d = with_layer(TraceConfig::default().with_sample_rate(0.0));
     g.bench_function("foundation", |b| b.iter_custom(|n| steps(&d, n)));
+    g.finish();
+
+    let mut g = c.benchmark_group("trace_event_step_recording");
+    let d = registry();
+    g.bench_function("registry", |b| b.iter_custom(|n| events(&d, n)));
+    let d = with_layer(TraceConfig::default());
+    g.bench_function("foundation", |b| b.iter_custom(|n| events(&d, n)));
     g.finish();
 }
 

@@ -99,6 +99,10 @@ pub struct MetricRule {
     /// Series allowed for this metric (overrides the global limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cardinality_limit: Option<usize>,
+    /// Window levels for this metric's new series (overrides `windows`; an
+    /// empty list keeps only the since-start sketch, the smallest footprint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows: Option<Vec<WindowLevel>>,
 }
 
 /// Configuration of a [`MetricsRecorder`](crate::MetricsRecorder).
@@ -114,7 +118,9 @@ pub struct RecorderConfig {
     #[serde(with = "foundation_core::serde_util::opt_duration")]
     #[schemars(with = "Option<String>")]
     pub idle_timeout: Option<Duration>,
-    /// Rolling-window levels kept for every histogram.
+    /// Rolling-window levels kept for every histogram (rules may override).
+    /// A busy latency series with the defaults holds about 40 KiB of
+    /// interval sketches; an empty list keeps since-start sketches only.
     pub windows: Vec<WindowLevel>,
     /// The window summaries report quantiles over. Default 1 minute.
     #[serde(with = "foundation_core::serde_util::duration")]
@@ -205,6 +211,16 @@ impl RecorderConfig {
         }
     }
 
+    /// The window levels for new series of `name`.
+    #[must_use]
+    pub fn windows_for(&self, name: &str) -> Vec<WindowLevel> {
+        self.metrics
+            .iter()
+            .filter(|r| r.matcher.matches(name))
+            .find_map(|r| r.windows.clone())
+            .unwrap_or_else(|| self.windows.clone())
+    }
+
     /// The series limit for `name`, without resolving the other fields.
     #[must_use]
     pub fn limit_for(&self, name: &str) -> usize {
@@ -276,6 +292,10 @@ impl Validate for MetricRule {
         if let Some(l) = self.cardinality_limit {
             check_limit(v, l, "cardinality_limit");
         }
+        if let Some(w) = &self.windows {
+            v.check(w.len() <= 8, "windows", "at most 8 window levels");
+            v.nested("windows", w);
+        }
     }
 }
 
@@ -302,6 +322,7 @@ mod tests {
                 buckets: Some(vec![1.0, 0.5, f64::INFINITY]),
                 exposition: None,
                 cardinality_limit: Some(0),
+                windows: None,
             }],
             ..RecorderConfig::default()
         };
@@ -334,12 +355,14 @@ mod tests {
                     buckets: None,
                     exposition: Some(Exposition::Summary),
                     cardinality_limit: None,
+                    windows: None,
                 },
                 MetricRule {
                     matcher: Matcher::Prefix("a_".into()),
                     buckets: Some(vec![1.0]),
                     exposition: Some(Exposition::Histogram),
                     cardinality_limit: Some(7),
+                    windows: None,
                 },
             ],
             ..RecorderConfig::default()

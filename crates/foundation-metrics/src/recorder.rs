@@ -218,7 +218,7 @@ impl Inner {
         &self.shards[i]
     }
 
-    fn new_series(&self, kind: MetricKind) -> Series {
+    fn new_series(&self, name: &str, kind: MetricKind) -> Series {
         match kind {
             MetricKind::Counter => Series::Counter(Arc::default()),
             MetricKind::Gauge => Series::Gauge(Arc::new(GaugeCell {
@@ -226,7 +226,7 @@ impl Inner {
                 touched: AtomicBool::new(false),
             })),
             MetricKind::Histogram => {
-                let windows = self.config.load().windows.clone();
+                let windows = self.config.load().windows_for(name);
                 Series::Histogram(Arc::new(HistogramCell {
                     sketch: RollingSketch::new(&windows, Arc::clone(&self.clock)),
                     touched: AtomicBool::new(false),
@@ -276,7 +276,7 @@ impl Inner {
                 return Some(e.series.clone());
             }
             if family.series < config.limit_for(name) {
-                let series = self.new_series(kind);
+                let series = self.new_series(name, kind);
                 shard.insert(
                     key.clone(),
                     Entry { series: series.clone(), last_active: now, overflow: false },
@@ -307,7 +307,7 @@ impl Inner {
                 let okey = Key::from_parts(name.to_owned(), vec![Label::new(OVERFLOW_LABEL, "true")]);
                 let mut shard = self.shard(&okey).write();
                 let entry = shard.entry(okey).or_insert_with(|| Entry {
-                    series: self.new_series(kind),
+                    series: self.new_series(name, kind),
                     last_active: now,
                     overflow: true,
                 });
@@ -552,6 +552,12 @@ impl HistogramRef {
     #[must_use]
     pub fn quantile(&self, q: Quantile) -> Option<f64> {
         self.cell.sketch.quantile(q)
+    }
+
+    /// Heap bytes held by this series' sketch and window rings.
+    #[must_use]
+    pub fn allocated_bytes(&self) -> usize {
+        self.cell.sketch.allocated_bytes()
     }
 
     /// Since-start sample count.

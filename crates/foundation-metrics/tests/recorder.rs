@@ -75,6 +75,7 @@ fn reject_policy_drops_and_counts() {
             buckets: None,
             exposition: None,
             cardinality_limit: Some(3),
+            windows: None,
         }],
         ..RecorderConfig::default()
     };
@@ -135,6 +136,7 @@ fn exposition_is_valid_and_matches_the_data() {
             buckets: None,
             exposition: Some(Exposition::Summary),
             cardinality_limit: None,
+            windows: None,
         }],
         ..RecorderConfig::default()
     };
@@ -196,6 +198,7 @@ fn buckets_can_change_at_runtime_without_losing_history() {
                 buckets: Some(vec![50.0, 80.0]),
                 exposition: None,
                 cardinality_limit: None,
+                windows: None,
             });
             c
         })
@@ -278,6 +281,46 @@ fn cost_totals_are_exact_and_distributions_answer_questions() {
     assert!((p99.as_micros() as f64 - exact).abs() / exact <= 0.011, "{p99} vs {exact}");
     assert!(q.total_tokens(&Filter::all().tenant("t1"), None) > Tokens::ZERO);
     promtext::parse(&h.render()).unwrap();
+}
+
+#[test]
+fn per_metric_windows_trade_history_for_memory() {
+    let clock = ManualClock::new();
+    let config = RecorderConfig {
+        metrics: vec![MetricRule {
+            matcher: Matcher::Prefix("bulk_".into()),
+            buckets: None,
+            exposition: None,
+            cardinality_limit: None,
+            windows: Some(Vec::new()),
+        }],
+        ..RecorderConfig::default()
+    };
+    let (r, h) = recorder(config, &clock);
+    let mut rng = Rng::new(12);
+    for _ in 0..70 {
+        metrics::with_local_recorder(&r, || {
+            for _ in 0..100 {
+                let v = rng.llm_latency();
+                metrics::histogram!("bulk_seconds").record(v);
+                metrics::histogram!("routed_seconds").record(v);
+            }
+        });
+        clock.advance(Duration::from_secs(60));
+        h.run_upkeep();
+    }
+    let bulk = h.histogram("bulk_seconds", &[]).unwrap();
+    let routed = h.histogram("routed_seconds", &[]).unwrap();
+    assert_eq!(bulk.snapshot(), routed.snapshot());
+    // Without windows a "window" is everything since start.
+    assert_eq!(bulk.window(Duration::from_secs(60)).sketch.count(), 7000);
+    assert!(routed.window(Duration::from_secs(60)).sketch.count() <= 200);
+    assert!(
+        bulk.allocated_bytes() * 4 < routed.allocated_bytes(),
+        "{} vs {}",
+        bulk.allocated_bytes(),
+        routed.allocated_bytes()
+    );
 }
 
 #[test]

@@ -1,1 +1,194 @@
-fn main() {}
+//! Benchmarks (criterion groups follow `<crate-short>_<case>`, with a
+//! `foundation` function and one per anchor):
+//!
+//! - `cache_l1_hit`: an L1 hit through `TieredCache::get` vs raw moka
+//!   `future::Cache::get` on the same kind of key and value.
+//! - `cache_semantic_search`: nearest-neighbour search over N unit vectors of
+//!   384 dimensions (N = 100k unless `FOUNDATION_CACHE_BENCH_N` says
+//!   otherwise): the IVF partition index (`foundation`) vs brute-force exact
+//!   search (`exact`). Build time, p99 latency and recall@1 against exact
+//!   search are printed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs,
+    reason = "benchmark"
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use foundation_cache::semantic::index::{AnnParams, AnnSnapshot, ExactIndex, PartitionIndex};
+use foundation_cache::{CacheConfig, Key, TieredCache};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn l1_hit(c: &mut Criterion) {
+    let rt = rt();
+    let value: Arc<str> = Arc::from("x".repeat(512));
+    let n = 10_000;
+    let ours: TieredCache<Arc<str>> = TieredCache::builder(CacheConfig::new(64 << 20))
+        .build()
+        .unwrap();
+    let keys: Vec<Key> = (0..n)
+        .map(|i| Key::unscoped(format!("prompt:{i}")))
+        .collect();
+    let moka: moka::future::Cache<String, Arc<str>> = moka::future::Cache::builder()
+        .max_capacity(64 << 20)
+        .build();
+    let mkeys: Vec<String> = (0..n).map(|i| format!("prompt:{i}")).collect();
+    rt.block_on(async {
+        for (k, mk) in keys.iter().zip(&mkeys) {
+            ours.insert(k, value.clone()).await;
+            moka.insert(mk.clone(), value.clone()).await;
+        }
+        ours.memory().run_pending_tasks().await;
+        moka.run_pending_tasks().await;
+    });
+    let mut g = c.benchmark_group("cache_l1_hit");
+    let mut i = 0usize;
+    g.bench_function("foundation", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 7919) % n;
+            let k = &keys[i];
+            let ours = &ours;
+            async move { black_box(ours.get(k).await.unwrap().unwrap()) }
+        });
+    });
+    let mut i = 0usize;
+    g.bench_function("moka", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 7919) % n;
+            let k = &mkeys[i];
+            let moka = &moka;
+            async move { black_box(moka.get(k).await.unwrap()) }
+        });
+    });
+    g.finish();
+}
+
+/// A deterministic generator (SplitMix64).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+fn normalized(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+    v
+}
+
+/// Clustered data, like sentence embeddings: 2000 topics, points scattered around them.
+fn dataset(n: usize, dims: usize, rng: &mut Rng) -> Vec<Vec<f32>> {
+    let centers: Vec<Vec<f32>> = (0..2000)
+        .map(|_| normalized((0..dims).map(|_| rng.unit()).collect()))
+        .collect();
+    (0..n)
+        .map(|_| {
+            let c = &centers[(rng.next() % centers.len() as u64) as usize];
+            normalized(c.iter().map(|x| x + 0.08 * rng.unit()).collect())
+        })
+        .collect()
+}
+
+fn semantic_search(c: &mut Criterion) {
+    const DIMS: usize = 384;
+    let n: usize = std::env::var("FOUNDATION_CACHE_BENCH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let mut rng = Rng(42);
+    let data = dataset(n, DIMS, &mut rng);
+    let mut exact = ExactIndex::new(DIMS);
+    let mut part = PartitionIndex::new(DIMS);
+    for (i, v) in data.iter().enumerate() {
+        exact.insert(i as u64, v);
+        part.insert(i as u64, v);
+    }
+    let started = Instant::now();
+    let points = part.snapshot_due(1).unwrap();
+    let covered = points.iter().map(|p| p.0).collect();
+    part.install(
+        Arc::new(AnnSnapshot::build(points, AnnParams::default())),
+        &covered,
+    );
+    let build = started.elapsed();
+
+    // Queries: paraphrase-like perturbations of stored prompts.
+    let queries: Vec<Vec<f32>> = (0..500)
+        .map(|_| {
+            let base = &data[(rng.next() % n as u64) as usize];
+            normalized(base.iter().map(|x| x + 0.03 * rng.unit()).collect())
+        })
+        .collect();
+    let mut lat = Vec::new();
+    let mut agree = 0;
+    for q in &queries {
+        let t = Instant::now();
+        let a = part.nearest(q).unwrap();
+        lat.push(t.elapsed());
+        let e = exact.nearest(q).unwrap();
+        if a.0 == e.0 {
+            agree += 1;
+        }
+    }
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    let mut elat: Vec<Duration> = queries
+        .iter()
+        .take(100)
+        .map(|q| {
+            let t = Instant::now();
+            black_box(exact.nearest(q));
+            t.elapsed()
+        })
+        .collect();
+    elat.sort();
+    println!(
+        "semantic search n={n} dims={DIMS}: IVF build {build:.1?}; IVF p50 {:?} p99 {:?}; recall@1 vs exact {:.3}; exact p50 {:?} p99 {:?}",
+        p(0.5),
+        p(0.99),
+        agree as f64 / queries.len() as f64,
+        elat[elat.len() / 2],
+        elat[elat.len() * 99 / 100],
+    );
+
+    let mut g = c.benchmark_group("cache_semantic_search");
+    g.sample_size(20);
+    let mut i = 0;
+    g.bench_function("foundation", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            black_box(part.nearest(&queries[i]))
+        });
+    });
+    let mut i = 0;
+    g.bench_function("exact", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            black_box(exact.nearest(&queries[i]))
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, l1_hit, semantic_search);
+criterion_main!(benches);

@@ -139,7 +139,10 @@ struct Lower<V> {
 
 impl<V> fmt::Debug for Lower<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lower").field("tier", &self.tier).field("policy", &self.policy).finish()
+        f.debug_struct("Lower")
+            .field("tier", &self.tier)
+            .field("policy", &self.policy)
+            .finish()
     }
 }
 
@@ -236,7 +239,10 @@ impl<V: CacheValue> TieredCacheBuilder<V> {
     }
 
     /// Weighs L1 entries with `weigher` instead of their encoded size.
-    pub fn with_weigher(mut self, weigher: impl Fn(&Key, &Entry<V>) -> u32 + Send + Sync + 'static) -> Self {
+    pub fn with_weigher(
+        mut self,
+        weigher: impl Fn(&Key, &Entry<V>) -> u32 + Send + Sync + 'static,
+    ) -> Self {
         self.weigher = Some(Arc::new(weigher));
         self
     }
@@ -253,7 +259,9 @@ impl<V: CacheValue> TieredCacheBuilder<V> {
     /// [`Error::Config`] naming the invalid field.
     pub fn build(self) -> Result<TieredCache<V>, Error> {
         self.config.validate()?;
-        let weigher = self.weigher.unwrap_or_else(crate::tier::memory::default_weigher::<V>);
+        let weigher = self
+            .weigher
+            .unwrap_or_else(crate::tier::memory::default_weigher::<V>);
         let memory = MemoryTier::new(self.config.memory, weigher, self.name.clone())?;
         let telemetry = Telemetry::new(&self.name, self.lower.iter().map(|l| l.tier.name()));
         Ok(TieredCache {
@@ -321,7 +329,11 @@ impl<V: CacheValue> TieredCache<V> {
     /// settings (moka fixes capacity and time-to-idle at construction).
     pub fn reconfigure(&self, config: CacheConfig) -> Result<(), Error> {
         if config.memory != self.inner.config.load().memory {
-            return Err(foundation_core::ValidationErrors::single("memory", "cannot change at runtime; build a new cache").into());
+            return Err(foundation_core::ValidationErrors::single(
+                "memory",
+                "cannot change at runtime; build a new cache",
+            )
+            .into());
         }
         self.inner.config.update(config)?;
         Ok(())
@@ -366,7 +378,8 @@ impl<V: CacheValue> TieredCache<V> {
         Fut: Future<Output = Result<V, E>> + Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        self.get_or_load(key, move || f().map(|r| r.map(Loaded::new))).await
+        self.get_or_load(key, move || f().map(|r| r.map(Loaded::new)))
+            .await
     }
 
     /// The value under `key`; on a miss in every tier, `f` loads it.
@@ -439,15 +452,21 @@ impl<V: CacheValue> TieredCache<V> {
     /// # Errors
     /// As [`invalidate`](Self::invalidate).
     pub async fn invalidate_tag(&self, tag: &str) -> Result<(), Error> {
-        self.invalidate_selected(&Selector::Tag(tag.to_owned())).await
+        self.invalidate_selected(&Selector::Tag(tag.to_owned()))
+            .await
     }
 
     /// Removes every key of `scope` whose name starts with `prefix`.
     ///
     /// # Errors
     /// As [`invalidate`](Self::invalidate).
-    pub async fn invalidate_prefix(&self, scope: impl Into<crate::ScopeId>, prefix: &str) -> Result<(), Error> {
-        self.invalidate_selected(&Selector::Prefix(scope.into(), prefix.to_owned())).await
+    pub async fn invalidate_prefix(
+        &self,
+        scope: impl Into<crate::ScopeId>,
+        prefix: &str,
+    ) -> Result<(), Error> {
+        self.invalidate_selected(&Selector::Prefix(scope.into(), prefix.to_owned()))
+            .await
     }
 
     /// Removes every key of `scope`.
@@ -455,7 +474,8 @@ impl<V: CacheValue> TieredCache<V> {
     /// # Errors
     /// As [`invalidate`](Self::invalidate).
     pub async fn invalidate_scope(&self, scope: impl Into<crate::ScopeId>) -> Result<(), Error> {
-        self.invalidate_selected(&Selector::Scope(scope.into())).await
+        self.invalidate_selected(&Selector::Scope(scope.into()))
+            .await
     }
 
     /// Removes what `selector` matches from every tier. Loads running now
@@ -480,7 +500,11 @@ impl<V: CacheValue> TieredCache<V> {
 }
 
 /// Looks `key` up through the tiers at `now`, promoting a lower-tier hit.
-async fn lookup<V: CacheValue>(inner: &Arc<Inner<V>>, key: &Key, now: u64) -> Option<Arc<Entry<V>>> {
+async fn lookup<V: CacheValue>(
+    inner: &Arc<Inner<V>>,
+    key: &Key,
+    now: u64,
+) -> Option<Arc<Entry<V>>> {
     let found = lookup_inner(inner, key, now).await;
     let hit = found.is_some();
     if let Some(p) = &inner.placement {
@@ -492,7 +516,11 @@ async fn lookup<V: CacheValue>(inner: &Arc<Inner<V>>, key: &Key, now: u64) -> Op
     found
 }
 
-async fn lookup_inner<V: CacheValue>(inner: &Arc<Inner<V>>, key: &Key, now: u64) -> Option<Arc<Entry<V>>> {
+async fn lookup_inner<V: CacheValue>(
+    inner: &Arc<Inner<V>>,
+    key: &Key,
+    now: u64,
+) -> Option<Arc<Entry<V>>> {
     if let Some(e) = inner.memory.get_entry(key).await {
         if !e.meta.is_expired(now) {
             inner.telemetry.hit(0, e.meta.cost_micros);
@@ -522,12 +550,26 @@ async fn lookup_inner<V: CacheValue>(inner: &Arc<Inner<V>>, key: &Key, now: u64)
     None
 }
 
-async fn promote<V: CacheValue>(inner: &Arc<Inner<V>>, key: &Key, e: &Arc<Entry<V>>, found_at: usize, now: u64) {
-    let decision = inner.placement.as_ref().map_or(Decision::ADMIT_ALL, |p| p.place(key, &e.meta));
+async fn promote<V: CacheValue>(
+    inner: &Arc<Inner<V>>,
+    key: &Key,
+    e: &Arc<Entry<V>>,
+    found_at: usize,
+    now: u64,
+) {
+    let decision = inner
+        .placement
+        .as_ref()
+        .map_or(Decision::ADMIT_ALL, |p| p.place(key, &e.meta));
     if decision.memory {
         inner.memory.insert(key.clone(), e.clone()).await;
     }
-    for l in inner.lower.iter().take(found_at).filter(|l| l.policy.promote_on_hit) {
+    for l in inner
+        .lower
+        .iter()
+        .take(found_at)
+        .filter(|l| l.policy.promote_on_hit)
+    {
         let e = capped(e, l.policy.max_ttl, now);
         if let Err(err) = l.tier.put(key, e, now).await {
             tracing::debug!(cache = %inner.name, tier = l.tier.name(), error = %err, "promotion failed");
@@ -547,7 +589,13 @@ fn capped<V: Clone>(e: &Arc<Entry<V>>, max_ttl: Option<Duration>, now: u64) -> A
     }
 }
 
-fn make_entry<V: CacheValue>(inner: &Inner<V>, key: &Key, loaded: Loaded<V>, now: u64, took: Duration) -> Arc<Entry<V>> {
+fn make_entry<V: CacheValue>(
+    inner: &Inner<V>,
+    key: &Key,
+    loaded: Loaded<V>,
+    now: u64,
+    took: Duration,
+) -> Arc<Entry<V>> {
     let cfg = inner.config.load();
     let ttl = loaded.ttl.or(cfg.ttl);
     let expires_ms = add_ms(now, ttl);
@@ -567,7 +615,10 @@ fn make_entry<V: CacheValue>(inner: &Inner<V>, key: &Key, loaded: Loaded<V>, now
 }
 
 async fn store<V: CacheValue>(inner: &Arc<Inner<V>>, key: &Key, entry: Arc<Entry<V>>, now: u64) {
-    let decision = inner.placement.as_ref().map_or(Decision::ADMIT_ALL, |p| p.place(key, &entry.meta));
+    let decision = inner
+        .placement
+        .as_ref()
+        .map_or(Decision::ADMIT_ALL, |p| p.place(key, &entry.meta));
     let entry = capped(&entry, decision.max_ttl, now);
     if decision.memory {
         inner.memory.insert(key.clone(), entry.clone()).await;
@@ -606,12 +657,20 @@ where
         return f.clone();
     }
     let id = inner.next_load.fetch_add(1, Ordering::Relaxed);
-    let fut = load(inner.clone(), key.clone(), f, refresh, id).boxed().shared();
+    let fut = load(inner.clone(), key.clone(), f, refresh, id)
+        .boxed()
+        .shared();
     map.insert(key.clone(), (id, fut.clone()));
     fut
 }
 
-async fn load<V, F, Fut, E>(inner: Arc<Inner<V>>, key: Key, f: F, refresh: bool, id: u64) -> LoadResult<V>
+async fn load<V, F, Fut, E>(
+    inner: Arc<Inner<V>>,
+    key: Key,
+    f: F,
+    refresh: bool,
+    id: u64,
+) -> LoadResult<V>
 where
     V: CacheValue,
     F: FnOnce() -> Fut + Send + 'static,
@@ -632,7 +691,11 @@ where
             }
         }
     }
-    let _done = Done { inner: &inner, key: &key, id };
+    let _done = Done {
+        inner: &inner,
+        key: &key,
+        id,
+    };
     let epoch = inner.epoch.load(Ordering::Acquire);
     if !refresh {
         let now = inner.time.now_ms();
@@ -644,7 +707,11 @@ where
     let started_clock = inner.time.instant();
     let result = f().await.map_err(Into::<BoxError>::into);
     // Latency on the cache's clock when it moves (paused-time tests), else wall time.
-    let took = inner.time.instant().saturating_duration_since(started_clock).max(started.elapsed());
+    let took = inner
+        .time
+        .instant()
+        .saturating_duration_since(started_clock)
+        .max(started.elapsed());
     let now = inner.time.now_ms();
     match result {
         Ok(loaded) => {

@@ -89,10 +89,22 @@ impl Validate for CacheConfig {
     fn validate_into(&self, v: &mut Validator) {
         v.nested("memory", &self.memory);
         v.check(self.ttl != Some(Duration::ZERO), "ttl", "must be positive");
-        v.check(self.fresh_for != Some(Duration::ZERO), "fresh_for", "must be positive");
-        v.check(self.negative_ttl != Some(Duration::ZERO), "negative_ttl", "must be positive");
+        v.check(
+            self.fresh_for != Some(Duration::ZERO),
+            "fresh_for",
+            "must be positive",
+        );
+        v.check(
+            self.negative_ttl != Some(Duration::ZERO),
+            "negative_ttl",
+            "must be positive",
+        );
         if let (Some(f), Some(t)) = (self.fresh_for, self.ttl) {
-            v.check(f <= t, "fresh_for", format!("must not exceed ttl ({})", humantime::format_duration(t)));
+            v.check(
+                f <= t,
+                "fresh_for",
+                format!("must not exceed ttl ({})", humantime::format_duration(t)),
+            );
         }
     }
 }
@@ -103,10 +115,15 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let c = CacheConfig::new(0).with_ttl(Duration::from_secs(1)).with_fresh_for(Duration::from_secs(2));
+        let c = CacheConfig::new(0)
+            .with_ttl(Duration::from_secs(1))
+            .with_fresh_for(Duration::from_secs(2));
         let e = c.validate().unwrap_err();
         assert!(e.has_error_at("memory.max_capacity"), "{e}");
         assert!(e.has_error_at("fresh_for"), "{e}");
-        assert!(serde_json::from_str::<CacheConfig>(r#"{"memory":{"max_capacity":1},"ttl_typo":"1s"}"#).is_err());
+        assert!(
+            serde_json::from_str::<CacheConfig>(r#"{"memory":{"max_capacity":1},"ttl_typo":"1s"}"#)
+                .is_err()
+        );
     }
 }

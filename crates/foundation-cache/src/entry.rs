@@ -52,7 +52,8 @@ impl Meta {
     /// The time left before expiry at `now_ms` (`None`: never expires).
     #[must_use]
     pub fn remaining(&self, now_ms: u64) -> Option<Duration> {
-        (self.expires_ms != u64::MAX).then(|| Duration::from_millis(self.expires_ms.saturating_sub(now_ms)))
+        (self.expires_ms != u64::MAX)
+            .then(|| Duration::from_millis(self.expires_ms.saturating_sub(now_ms)))
     }
 
     /// The money a hit on this entry saves.
@@ -120,7 +121,9 @@ impl<V: DeserializeOwned> Entry<V> {
     /// [`Error::Codec`] for an unknown format version or bad bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         match bytes.split_first() {
-            Some((&FORMAT_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| Error::Codec(e.to_string())),
+            Some((&FORMAT_VERSION, rest)) => {
+                postcard::from_bytes(rest).map_err(|e| Error::Codec(e.to_string()))
+            }
             Some((v, _)) => Err(Error::Codec(format!("unknown entry format version {v}"))),
             None => Err(Error::Codec("empty entry".into())),
         }
@@ -167,14 +170,19 @@ impl TimeBase {
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        Self { clock, origin, origin_ms }
+        Self {
+            clock,
+            origin,
+            origin_ms,
+        }
     }
 
     /// Milliseconds since the Unix epoch.
     #[must_use]
     pub fn now_ms(&self) -> u64 {
         let since = self.clock.now().saturating_duration_since(self.origin);
-        self.origin_ms.saturating_add(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        self.origin_ms
+            .saturating_add(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// The underlying clock's instant.
@@ -219,10 +227,15 @@ mod tests {
 
     #[test]
     fn rejects_unknown_versions_and_garbage() {
-        let e = Entry { meta: meta(), payload: Payload::Value(7u32) };
+        let e = Entry {
+            meta: meta(),
+            payload: Payload::Value(7u32),
+        };
         let mut bytes = e.encode().unwrap();
         bytes[0] = 9;
-        assert!(matches!(Entry::<u32>::decode(&bytes), Err(Error::Codec(m)) if m.contains("version 9")));
+        assert!(
+            matches!(Entry::<u32>::decode(&bytes), Err(Error::Codec(m)) if m.contains("version 9"))
+        );
         assert!(Entry::<u32>::decode(&[]).is_err());
         assert!(Entry::<u32>::decode(&[FORMAT_VERSION, 0xff]).is_err());
     }
@@ -230,7 +243,10 @@ mod tests {
     #[test]
     fn format_is_compact() {
         // A 100-byte answer costs little more than 100 bytes on the wire.
-        let e = Entry { meta: meta(), payload: Payload::Value("x".repeat(100)) };
+        let e = Entry {
+            meta: meta(),
+            payload: Payload::Value("x".repeat(100)),
+        };
         let n = e.encode().unwrap().len();
         assert!(n < 100 + 40, "{n} bytes");
     }
@@ -240,6 +256,13 @@ mod tests {
         let m = meta();
         assert!(!m.is_stale(4) && m.is_stale(5) && !m.is_expired(9) && m.is_expired(10));
         assert_eq!(m.remaining(4), Some(Duration::from_millis(6)));
-        assert_eq!(Meta { expires_ms: u64::MAX, ..m }.remaining(4), None);
+        assert_eq!(
+            Meta {
+                expires_ms: u64::MAX,
+                ..m
+            }
+            .remaining(4),
+            None
+        );
     }
 }

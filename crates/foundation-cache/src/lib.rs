@@ -12,7 +12,9 @@ mod telemetry;
 pub mod tier;
 pub mod warm;
 
-pub use cache::{AccessObserver, CacheValue, Decision, Loaded, Placement, TieredCache, TieredCacheBuilder};
+pub use cache::{
+    AccessObserver, CacheValue, Decision, Loaded, Placement, TieredCache, TieredCacheBuilder,
+};
 pub use config::CacheConfig;
 pub use entry::{Entry, Meta, Payload};
 pub use error::{Error, SharedError};

@@ -134,7 +134,8 @@ impl ScopeId {
 
 impl PartialEq for ScopeId {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && (Arc::ptr_eq(&self.canonical, &other.canonical) || self.canonical == other.canonical)
+        self.hash == other.hash
+            && (Arc::ptr_eq(&self.canonical, &other.canonical) || self.canonical == other.canonical)
     }
 }
 impl Eq for ScopeId {}
@@ -272,8 +273,14 @@ mod tests {
 
     #[test]
     fn equality_does_not_trust_the_hash() {
-        let a = ScopeId { hash: 1, canonical: Arc::from("a") };
-        let b = ScopeId { hash: 1, canonical: Arc::from("b") };
+        let a = ScopeId {
+            hash: 1,
+            canonical: Arc::from("a"),
+        };
+        let b = ScopeId {
+            hash: 1,
+            canonical: Arc::from("b"),
+        };
         assert_ne!(a, b);
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foundation_cache::tier::redis::RedisTier;
-use foundation_cache::{CacheConfig, Entry, Key, Loaded, Scope, Tier, TieredCache, TierPolicy};
+use foundation_cache::{CacheConfig, Entry, Key, Loaded, Scope, Tier, TierPolicy, TieredCache};
 use support::{Calls, unique};
 
 fn url() -> String {
@@ -18,7 +18,10 @@ fn url() -> String {
 
 async fn tier(prefix: &str) -> RedisTier {
     let client = redis::Client::open(url()).unwrap();
-    RedisTier::new(client.get_multiplexed_async_connection().await.unwrap(), prefix)
+    RedisTier::new(
+        client.get_multiplexed_async_connection().await.unwrap(),
+        prefix,
+    )
 }
 
 async fn instance(prefix: &str) -> TieredCache<String> {
@@ -36,9 +39,25 @@ async fn two_instances_share_l2() {
     let key = Key::new(&Scope::new().with_tenant("acme"), "q");
     let calls = Calls::default();
     let c = calls.clone();
-    assert_eq!(a.get_or_compute(&key, move || async move { c.bump(); Ok::<_, std::io::Error>("from a".to_string()) }).await.unwrap(), "from a");
+    assert_eq!(
+        a.get_or_compute(&key, move || async move {
+            c.bump();
+            Ok::<_, std::io::Error>("from a".to_string())
+        })
+        .await
+        .unwrap(),
+        "from a"
+    );
     let c = calls.clone();
-    assert_eq!(b.get_or_compute(&key, move || async move { c.bump(); Ok::<_, std::io::Error>("from b".to_string()) }).await.unwrap(), "from a");
+    assert_eq!(
+        b.get_or_compute(&key, move || async move {
+            c.bump();
+            Ok::<_, std::io::Error>("from b".to_string())
+        })
+        .await
+        .unwrap(),
+        "from a"
+    );
     assert_eq!(calls.get(), 1, "b found a's value in Redis");
     // An invalidation through b reaches Redis; a still has it in its own L1
     // (L1s are per process: invalidate there too, or keep L1 TTLs short).
@@ -56,19 +75,39 @@ async fn invalidation_by_tag_prefix_and_scope() {
     let fresh = || instance(&prefix);
     let a = Scope::new().with_tenant("a");
     let b = Scope::new().with_tenant("b");
-    cache.insert(&Key::new(&a, "doc:1"), Loaded::new("1".to_string()).with_tags(["t"])).await;
+    cache
+        .insert(
+            &Key::new(&a, "doc:1"),
+            Loaded::new("1".to_string()).with_tags(["t"]),
+        )
+        .await;
     cache.insert(&Key::new(&a, "doc:2"), "2".to_string()).await;
-    cache.insert(&Key::new(&a, "doc*"), "glob".to_string()).await;
+    cache
+        .insert(&Key::new(&a, "doc*"), "glob".to_string())
+        .await;
     cache.insert(&Key::new(&b, "doc:2"), "b2".to_string()).await;
     cache.invalidate_tag("t").await.unwrap();
-    assert_eq!(fresh().await.get(&Key::new(&a, "doc:1")).await.unwrap(), None);
+    assert_eq!(
+        fresh().await.get(&Key::new(&a, "doc:1")).await.unwrap(),
+        None
+    );
     cache.invalidate_prefix(&a, "doc:").await.unwrap();
     let f = fresh().await;
     assert_eq!(f.get(&Key::new(&a, "doc:2")).await.unwrap(), None);
-    assert_eq!(f.get(&Key::new(&a, "doc*")).await.unwrap().as_deref(), Some("glob"), "glob characters are escaped");
-    assert_eq!(f.get(&Key::new(&b, "doc:2")).await.unwrap().as_deref(), Some("b2"));
+    assert_eq!(
+        f.get(&Key::new(&a, "doc*")).await.unwrap().as_deref(),
+        Some("glob"),
+        "glob characters are escaped"
+    );
+    assert_eq!(
+        f.get(&Key::new(&b, "doc:2")).await.unwrap().as_deref(),
+        Some("b2")
+    );
     cache.invalidate_scope(&b).await.unwrap();
-    assert_eq!(fresh().await.get(&Key::new(&b, "doc:2")).await.unwrap(), None);
+    assert_eq!(
+        fresh().await.get(&Key::new(&b, "doc:2")).await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -77,10 +116,19 @@ async fn server_ttl_follows_the_entry() {
     let prefix = unique("cache-ttl");
     let cache = instance(&prefix).await;
     let key = Key::unscoped("k");
-    cache.insert(&key, Loaded::new("v".to_string()).with_ttl(Duration::from_secs(42))).await;
+    cache
+        .insert(
+            &key,
+            Loaded::new("v".to_string()).with_ttl(Duration::from_secs(42)),
+        )
+        .await;
     let client = redis::Client::open(url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let pttl: i64 = redis::cmd("PTTL").arg(format!("{prefix}:e:{:016x}:k", key.scope().hash64())).query_async(&mut conn).await.unwrap();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{prefix}:e:{:016x}:k", key.scope().hash64()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!((40_000..=42_000).contains(&pttl), "{pttl}");
 }
 
@@ -105,6 +153,8 @@ async fn an_entry_of_another_scope_is_never_served() {
         },
         payload: foundation_cache::Payload::Value("attacker's answer".to_string()),
     };
-    Tier::<String>::put(&t, &key, Arc::new(foreign), cache.now_ms()).await.unwrap();
+    Tier::<String>::put(&t, &key, Arc::new(foreign), cache.now_ms())
+        .await
+        .unwrap();
     assert_eq!(cache.get(&key).await.unwrap(), None);
 }

@@ -16,17 +16,33 @@ use support::Calls;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn cache_with(embedder: Arc<dyn Embedder>, threshold: f32) -> SemanticCache<String> {
-    let exact = TieredCache::builder(CacheConfig::new(1 << 20)).build().unwrap();
-    SemanticCache::builder(exact, embedder, SemanticConfig::new(threshold, 1_000)).build().unwrap()
+    let exact = TieredCache::builder(CacheConfig::new(1 << 20))
+        .build()
+        .unwrap();
+    SemanticCache::builder(exact, embedder, SemanticConfig::new(threshold, 1_000))
+        .build()
+        .unwrap()
 }
 
 fn local(threshold: f32) -> SemanticCache<String> {
     cache_with(Arc::new(HashingEmbedder::new(384)), threshold)
 }
 
-async fn ask(c: &SemanticCache<String>, scope: &Scope, prompt: &str, answer: &str, calls: &Calls) -> (String, Outcome) {
+async fn ask(
+    c: &SemanticCache<String>,
+    scope: &Scope,
+    prompt: &str,
+    answer: &str,
+    calls: &Calls,
+) -> (String, Outcome) {
     let (a, calls) = (answer.to_owned(), calls.clone());
-    let r = c.get_or_compute(scope, prompt, move || async move { calls.bump(); Ok::<_, std::io::Error>(a) }).await.unwrap();
+    let r = c
+        .get_or_compute(scope, prompt, move || async move {
+            calls.bump();
+            Ok::<_, std::io::Error>(a)
+        })
+        .await
+        .unwrap();
     (r.value, r.outcome)
 }
 
@@ -38,16 +54,29 @@ async fn threshold_decides_and_similarity_is_reported() {
     ask(&c, &scope, "How do I reset my password?", "A", &calls).await;
     let (v, o) = ask(&c, &scope, "how can I reset my password", "B", &calls).await;
     match o {
-        Outcome::Semantic { similarity, matched } => {
+        Outcome::Semantic {
+            similarity,
+            matched,
+        } => {
             assert!(similarity >= 0.8, "{similarity}");
             assert_eq!(&*matched, "How do I reset my password?");
         }
         other => panic!("expected semantic hit, got {other:?}"),
     }
     assert_eq!(v, "A");
-    let (v, o) = ask(&c, &scope, "Summarize the quarterly earnings report", "C", &calls).await;
+    let (v, o) = ask(
+        &c,
+        &scope,
+        "Summarize the quarterly earnings report",
+        "C",
+        &calls,
+    )
+    .await;
     assert_eq!(v, "C");
-    assert!(matches!(o, Outcome::Miss { nearest: Some(s), vetoed: None } if s < 0.8), "{o:?}");
+    assert!(
+        matches!(o, Outcome::Miss { nearest: Some(s), vetoed: None } if s < 0.8),
+        "{o:?}"
+    );
     assert_eq!(calls.get(), 2);
 
     // The same pair under a stricter threshold is a near miss.
@@ -56,15 +85,28 @@ async fn threshold_decides_and_similarity_is_reported() {
     ask(&strict, &scope, "How do I reset my password?", "A", &calls).await;
     let (v, o) = ask(&strict, &scope, "how can I reset my password", "B", &calls).await;
     assert_eq!(v, "B");
-    assert!(matches!(o, Outcome::Miss { nearest: Some(s), .. } if s >= 0.8 && s < 0.99), "{o:?}");
+    assert!(
+        matches!(o, Outcome::Miss { nearest: Some(s), .. } if s >= 0.8 && s < 0.99),
+        "{o:?}"
+    );
 }
 
 #[tokio::test]
 async fn scopes_never_leak_semantically() {
     let c = local(0.5);
     let calls = Calls::default();
-    let base = Scope::new().with_tenant("acme").with_model("m1").with_param("temperature", "0");
-    ask(&c, &base, "What is our refund policy for enterprise customers?", "acme's secret policy", &calls).await;
+    let base = Scope::new()
+        .with_tenant("acme")
+        .with_model("m1")
+        .with_param("temperature", "0");
+    ask(
+        &c,
+        &base,
+        "What is our refund policy for enterprise customers?",
+        "acme's secret policy",
+        &calls,
+    )
+    .await;
     for (i, other) in [
         base.clone().with_tenant("globex"),
         base.clone().with_model("m2"),
@@ -74,14 +116,24 @@ async fn scopes_never_leak_semantically() {
     .iter()
     .enumerate()
     {
-        for prompt in ["What is our refund policy for enterprise customers?", "what's our refund policy for enterprise customers"] {
+        for prompt in [
+            "What is our refund policy for enterprise customers?",
+            "what's our refund policy for enterprise customers",
+        ] {
             let own = format!("own answer {i}");
             let (v, o) = ask(&c, other, prompt, &own, &calls).await;
             assert_ne!(v, "acme's secret policy", "scope {i} leaked via {o:?}");
         }
     }
     // The owner still hits.
-    let (v, o) = ask(&c, &base, "what's our refund policy for enterprise customers", "x", &calls).await;
+    let (v, o) = ask(
+        &c,
+        &base,
+        "what's our refund policy for enterprise customers",
+        "x",
+        &calls,
+    )
+    .await;
     assert_eq!(v, "acme's secret policy");
     assert!(o.is_hit());
 }
@@ -90,18 +142,36 @@ async fn scopes_never_leak_semantically() {
 async fn the_verifier_vetoes_opposite_near_duplicates() {
     let scope = Scope::new();
     let pairs = [
-        ("How do I enable two-factor authentication?", "How do I disable two-factor authentication?"),
+        (
+            "How do I enable two-factor authentication?",
+            "How do I disable two-factor authentication?",
+        ),
         ("Is 1021 a prime number?", "Is 1023 a prime number?"),
-        ("Should I take ibuprofen with food?", "Should I not take ibuprofen with food?"),
+        (
+            "Should I take ibuprofen with food?",
+            "Should I not take ibuprofen with food?",
+        ),
     ];
     for (cached, asked) in pairs {
         // Without a verifier the embedding alone serves the wrong answer (GPTCache #694) ...
-        let exact = TieredCache::builder(CacheConfig::new(1 << 20)).build().unwrap();
-        let naive = SemanticCache::builder(exact, Arc::new(HashingEmbedder::new(384)), SemanticConfig::new(0.7, 100)).without_verifier().build().unwrap();
+        let exact = TieredCache::builder(CacheConfig::new(1 << 20))
+            .build()
+            .unwrap();
+        let naive = SemanticCache::builder(
+            exact,
+            Arc::new(HashingEmbedder::new(384)),
+            SemanticConfig::new(0.7, 100),
+        )
+        .without_verifier()
+        .build()
+        .unwrap();
         let calls = Calls::default();
         ask(&naive, &scope, cached, "answer to the first", &calls).await;
         let (v, _) = ask(&naive, &scope, asked, "answer to the second", &calls).await;
-        assert_eq!(v, "answer to the first", "{asked:?} must be lexically close enough to show the failure");
+        assert_eq!(
+            v, "answer to the first",
+            "{asked:?} must be lexically close enough to show the failure"
+        );
 
         // ... the default verifier refuses it.
         let guarded = local(0.7);
@@ -109,7 +179,16 @@ async fn the_verifier_vetoes_opposite_near_duplicates() {
         ask(&guarded, &scope, cached, "answer to the first", &calls).await;
         let (v, o) = ask(&guarded, &scope, asked, "answer to the second", &calls).await;
         assert_eq!(v, "answer to the second");
-        assert!(matches!(o, Outcome::Miss { vetoed: Some(_), .. }), "{o:?}");
+        assert!(
+            matches!(
+                o,
+                Outcome::Miss {
+                    vetoed: Some(_),
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
     }
 }
 
@@ -157,16 +236,34 @@ async fn embedder_failure_falls_back_to_exact_keys() {
 
 #[tokio::test]
 async fn vanished_answers_are_forgotten_and_the_index_is_bounded() {
-    let exact = TieredCache::builder(CacheConfig::new(1 << 20)).build().unwrap();
-    let c = SemanticCache::builder(exact, Arc::new(HashingEmbedder::new(128)), SemanticConfig::new(0.8, 3)).build().unwrap();
+    let exact = TieredCache::builder(CacheConfig::new(1 << 20))
+        .build()
+        .unwrap();
+    let c = SemanticCache::builder(
+        exact,
+        Arc::new(HashingEmbedder::new(128)),
+        SemanticConfig::new(0.8, 3),
+    )
+    .build()
+    .unwrap();
     let scope = Scope::new();
     let calls = Calls::default();
     ask(&c, &scope, "the first question about llamas", "A", &calls).await;
     c.exact().invalidate_scope(&scope).await.unwrap();
     let (v, _) = ask(&c, &scope, "the first question about llamas?", "B", &calls).await;
-    assert_eq!(v, "B", "the stale vector did not resurrect a removed answer");
+    assert_eq!(
+        v, "B",
+        "the stale vector did not resurrect a removed answer"
+    );
     for i in 0..10 {
-        ask(&c, &scope, &format!("unrelated question number {i} about topic {}", i * 7919), "x", &calls).await;
+        ask(
+            &c,
+            &scope,
+            &format!("unrelated question number {i} about topic {}", i * 7919),
+            "x",
+            &calls,
+        )
+        .await;
     }
     assert!(c.indexed() <= 3, "{}", c.indexed());
 }
@@ -178,7 +275,9 @@ async fn serve(mode: &'static str) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 4096];
@@ -189,7 +288,13 @@ async fn serve(mode: &'static str) -> String {
                         let head = String::from_utf8_lossy(&buf[..p]).to_lowercase();
                         assert!(head.starts_with("post /v1/embeddings http/1.1"), "{head}");
                         assert!(head.contains("authorization: bearer sk-test"), "{head}");
-                        let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).unwrap().trim().parse().unwrap();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .unwrap()
+                            .trim()
+                            .parse()
+                            .unwrap();
                         if buf.len() >= p + 4 + len {
                             break buf[p + 4..p + 4 + len].to_vec();
                         }
@@ -198,18 +303,30 @@ async fn serve(mode: &'static str) -> String {
                 let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
                 assert_eq!(req["model"], "test-model");
                 let e = HashingEmbedder::new(16);
-                let inputs: Vec<String> = req["input"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+                let inputs: Vec<String> = req["input"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect();
                 let mut data: Vec<serde_json::Value> = inputs
                     .iter()
                     .enumerate()
                     .map(|(i, t)| serde_json::json!({"object": "embedding", "index": i, "embedding": e.embed_one(t)}))
                     .collect();
                 data.reverse();
-                let json = serde_json::to_vec(&serde_json::json!({"object": "list", "data": data, "model": "test-model"})).unwrap();
+                let json = serde_json::to_vec(
+                    &serde_json::json!({"object": "list", "data": data, "model": "test-model"}),
+                )
+                .unwrap();
                 let resp = match mode {
-                    "fail" => b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 8\r\n\r\noverload".to_vec(),
+                    "fail" => {
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 8\r\n\r\noverload"
+                            .to_vec()
+                    }
                     "chunked" => {
-                        let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                        let mut r =
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
                         for c in json.chunks(100) {
                             r.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
                             r.extend_from_slice(c);
@@ -234,20 +351,37 @@ async fn serve(mode: &'static str) -> String {
 
 #[tokio::test]
 async fn openai_adapter_talks_to_a_real_http_server() {
-    let texts: Vec<String> = ["alpha beta", "gamma", "delta epsilon zeta"].iter().map(|s| (*s).to_owned()).collect();
+    let texts: Vec<String> = ["alpha beta", "gamma", "delta epsilon zeta"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     let local = HashingEmbedder::new(16);
     for mode in ["length", "chunked"] {
-        let e = OpenAiEmbedder::new(&serve(mode).await, "test-model", 16).unwrap().with_api_key("sk-test").with_max_batch(2);
+        let e = OpenAiEmbedder::new(&serve(mode).await, "test-model", 16)
+            .unwrap()
+            .with_api_key("sk-test")
+            .with_max_batch(2);
         let got = e.embed(&texts).await.unwrap();
         let want: Vec<Vec<f32>> = texts.iter().map(|t| local.embed_one(t)).collect();
         assert_eq!(got, want, "{mode}: order restored across batches");
     }
-    let failing = OpenAiEmbedder::new(&serve("fail").await, "test-model", 16).unwrap().with_api_key("sk-test");
+    let failing = OpenAiEmbedder::new(&serve("fail").await, "test-model", 16)
+        .unwrap()
+        .with_api_key("sk-test");
     let err = failing.embed(&texts).await.unwrap_err();
     assert!(err.to_string().contains("503"), "{err}");
     // Wrong dimensions are caught.
-    let wrong = OpenAiEmbedder::new(&serve("length").await, "test-model", 32).unwrap().with_api_key("sk-test");
-    assert!(wrong.embed(&texts).await.unwrap_err().to_string().contains("dimensions"));
+    let wrong = OpenAiEmbedder::new(&serve("length").await, "test-model", 32)
+        .unwrap()
+        .with_api_key("sk-test");
+    assert!(
+        wrong
+            .embed(&texts)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("dimensions")
+    );
     // Nothing listening: a clear connection error, and the semantic cache falls back.
     let dead = OpenAiEmbedder::new("http://127.0.0.1:1/v1", "test-model", 16).unwrap();
     let c = cache_with(Arc::new(dead), 0.8);
@@ -258,12 +392,28 @@ async fn openai_adapter_talks_to_a_real_http_server() {
 
 #[tokio::test]
 async fn semantic_cache_works_through_the_http_embedder() {
-    let e = OpenAiEmbedder::new(&serve("length").await, "test-model", 16).unwrap().with_api_key("sk-test");
+    let e = OpenAiEmbedder::new(&serve("length").await, "test-model", 16)
+        .unwrap()
+        .with_api_key("sk-test");
     let c = cache_with(Arc::new(e), 0.75);
     let calls = Calls::default();
     let scope = Scope::new();
-    ask(&c, &scope, "please translate good morning to french", "bonjour", &calls).await;
-    let (v, o) = ask(&c, &scope, "translate good morning to french please", "x", &calls).await;
+    ask(
+        &c,
+        &scope,
+        "please translate good morning to french",
+        "bonjour",
+        &calls,
+    )
+    .await;
+    let (v, o) = ask(
+        &c,
+        &scope,
+        "translate good morning to french please",
+        "x",
+        &calls,
+    )
+    .await;
     assert_eq!(v, "bonjour", "{o:?}");
 }
 
@@ -271,22 +421,42 @@ async fn semantic_cache_works_through_the_http_embedder() {
 async fn batched_inserts_are_searchable() {
     let c = local(0.8);
     let scope = Scope::new().with_tenant("t");
-    c.insert_many(&scope, vec![
-        ("what are your opening hours".into(), "9-5".into()),
-        ("where is your office located".into(), "Berlin".into()),
-    ])
+    c.insert_many(
+        &scope,
+        vec![
+            ("what are your opening hours".into(), "9-5".into()),
+            ("where is your office located".into(), "Berlin".into()),
+        ],
+    )
     .await
     .unwrap();
-    let (v, o) = c.lookup(&scope, "Where is your office located?").await.unwrap();
+    let (v, o) = c
+        .lookup(&scope, "Where is your office located?")
+        .await
+        .unwrap();
     assert_eq!(v.as_deref(), Some("Berlin"), "{o:?}");
-    let (v, _) = c.lookup(&Scope::new().with_tenant("u"), "where is your office located").await.unwrap();
+    let (v, _) = c
+        .lookup(
+            &Scope::new().with_tenant("u"),
+            "where is your office located",
+        )
+        .await
+        .unwrap();
     assert_eq!(v, None);
 }
 
 #[test]
 fn invalid_semantic_config_names_the_field() {
-    let exact = TieredCache::<String>::builder(CacheConfig::new(1 << 20)).build().unwrap();
-    let e = SemanticCache::builder(exact, Arc::new(HashingEmbedder::new(16)), SemanticConfig::new(1.5, 0)).build().unwrap_err();
+    let exact = TieredCache::<String>::builder(CacheConfig::new(1 << 20))
+        .build()
+        .unwrap();
+    let e = SemanticCache::builder(
+        exact,
+        Arc::new(HashingEmbedder::new(16)),
+        SemanticConfig::new(1.5, 0),
+    )
+    .build()
+    .unwrap_err();
     let s = e.to_string();
     assert!(s.contains("threshold") && s.contains("max_vectors"), "{s}");
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foundation_cache::tier::sqlite::SqliteTier;
-use foundation_cache::{CacheConfig, Key, Loaded, Scope, TieredCache, TierPolicy};
+use foundation_cache::{CacheConfig, Key, Loaded, Scope, TierPolicy, TieredCache};
 use support::{Calls, unique};
 
 fn db_path(name: &str) -> std::path::PathBuf {
@@ -28,7 +28,12 @@ async fn survives_a_restart() {
     {
         let l3 = SqliteTier::open(&path, 1000).await.unwrap();
         let cache = cache_on(&l3).await;
-        let v = cache.get_or_compute(&key, || async { Ok::<_, std::io::Error>("computed once".to_string()) }).await.unwrap();
+        let v = cache
+            .get_or_compute(&key, || async {
+                Ok::<_, std::io::Error>("computed once".to_string())
+            })
+            .await
+            .unwrap();
         assert_eq!(v, "computed once");
     }
     // A new process: fresh L1, same file.
@@ -36,7 +41,13 @@ async fn survives_a_restart() {
     let cache = cache_on(&l3).await;
     let calls = Calls::default();
     let c = calls.clone();
-    let v = cache.get_or_compute(&key, move || async move { c.bump(); Ok::<_, std::io::Error>("recomputed".to_string()) }).await.unwrap();
+    let v = cache
+        .get_or_compute(&key, move || async move {
+            c.bump();
+            Ok::<_, std::io::Error>("recomputed".to_string())
+        })
+        .await
+        .unwrap();
     assert_eq!(v, "computed once");
     assert_eq!(calls.get(), 0);
     let _ = std::fs::remove_file(&path);
@@ -49,20 +60,34 @@ async fn invalidation_by_tag_prefix_and_scope() {
     let cache = cache_on(&l3).await;
     let a = Scope::new().with_tenant("a");
     let b = Scope::new().with_tenant("b");
-    cache.insert(&Key::new(&a, "doc:1"), Loaded::new("1".to_string()).with_tags(["t"])).await;
+    cache
+        .insert(
+            &Key::new(&a, "doc:1"),
+            Loaded::new("1".to_string()).with_tags(["t"]),
+        )
+        .await;
     cache.insert(&Key::new(&a, "doc:2"), "2".to_string()).await;
-    cache.insert(&Key::new(&a, "doc%_"), "like-metachars".to_string()).await;
+    cache
+        .insert(&Key::new(&a, "doc%_"), "like-metachars".to_string())
+        .await;
     cache.insert(&Key::new(&b, "doc:2"), "b2".to_string()).await;
     assert_eq!(l3.len().await.unwrap(), 4);
     cache.invalidate_tag("t").await.unwrap();
     assert_eq!(l3.len().await.unwrap(), 3);
     cache.invalidate_prefix(&a, "doc:").await.unwrap();
-    assert_eq!(l3.len().await.unwrap(), 2, "doc%_ is not matched by the prefix doc:");
+    assert_eq!(
+        l3.len().await.unwrap(),
+        2,
+        "doc%_ is not matched by the prefix doc:"
+    );
     cache.invalidate_scope(&a).await.unwrap();
     assert_eq!(l3.len().await.unwrap(), 1);
     // Only L3 holds it now: a fresh cache sees b's entry.
     let fresh = cache_on(&l3).await;
-    assert_eq!(fresh.get(&Key::new(&b, "doc:2")).await.unwrap().as_deref(), Some("b2"));
+    assert_eq!(
+        fresh.get(&Key::new(&b, "doc:2")).await.unwrap().as_deref(),
+        Some("b2")
+    );
     assert_eq!(fresh.get(&Key::new(&a, "doc:2")).await.unwrap(), None);
     let _ = std::fs::remove_file(&path);
 }
@@ -73,7 +98,9 @@ async fn stays_bounded() {
     let l3 = SqliteTier::open(&path, 100).await.unwrap();
     let cache = cache_on(&l3).await;
     for i in 0..600 {
-        cache.insert(&Key::unscoped(format!("k{i}")), "v".to_string()).await;
+        cache
+            .insert(&Key::unscoped(format!("k{i}")), "v".to_string())
+            .await;
     }
     l3.trim(cache.now_ms()).await.unwrap();
     assert_eq!(l3.len().await.unwrap(), 100);

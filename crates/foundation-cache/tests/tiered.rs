@@ -22,7 +22,8 @@ async fn hundred_concurrent_misses_compute_once() {
     let key = Key::unscoped("popular");
     let tasks: Vec<_> = (0..100)
         .map(|_| {
-            let (cache, calls, barrier, key) = (cache.clone(), calls.clone(), barrier.clone(), key.clone());
+            let (cache, calls, barrier, key) =
+                (cache.clone(), calls.clone(), barrier.clone(), key.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
                 cache
@@ -49,21 +50,39 @@ async fn single_flight_spans_tiers_and_writes_through() {
     let key = Key::unscoped("k");
     let calls = Calls::default();
     let c = calls.clone();
-    let v = a.get_or_compute(&key, move || async move { c.bump(); Ok::<_, std::io::Error>("x".to_string()) }).await.unwrap();
+    let v = a
+        .get_or_compute(&key, move || async move {
+            c.bump();
+            Ok::<_, std::io::Error>("x".to_string())
+        })
+        .await
+        .unwrap();
     assert_eq!(v, "x");
     assert_eq!(l2.len(), 1, "written through to L2");
     // The other instance finds it in L2 without loading, and promotes it.
     let c = calls.clone();
-    let v = b.get_or_compute(&key, move || async move { c.bump(); Ok::<_, std::io::Error>("y".to_string()) }).await.unwrap();
+    let v = b
+        .get_or_compute(&key, move || async move {
+            c.bump();
+            Ok::<_, std::io::Error>("y".to_string())
+        })
+        .await
+        .unwrap();
     assert_eq!(v, "x");
     assert_eq!(calls.get(), 1);
-    assert!(b.memory().get_entry(&key).await.is_some(), "promoted into L1");
+    assert!(
+        b.memory().get_entry(&key).await.is_some(),
+        "promoted into L1"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn entries_expire_on_the_cache_clock_in_every_tier() {
     let l2 = MapTier::new(100);
-    let cache = two_tier(CacheConfig::new(1 << 20).with_ttl(Duration::from_secs(10)), &l2);
+    let cache = two_tier(
+        CacheConfig::new(1 << 20).with_ttl(Duration::from_secs(10)),
+        &l2,
+    );
     let key = Key::unscoped("k");
     cache.insert(&key, "v".to_string()).await;
     tokio::time::advance(Duration::from_secs(9)).await;
@@ -71,7 +90,12 @@ async fn entries_expire_on_the_cache_clock_in_every_tier() {
     tokio::time::advance(Duration::from_secs(2)).await;
     assert_eq!(cache.get(&key).await.unwrap(), None, "expired in L1 and L2");
     // A per-entry TTL overrides the default.
-    cache.insert(&key, Loaded::new("w".to_string()).with_ttl(Duration::from_secs(100))).await;
+    cache
+        .insert(
+            &key,
+            Loaded::new("w".to_string()).with_ttl(Duration::from_secs(100)),
+        )
+        .await;
     tokio::time::advance(Duration::from_secs(50)).await;
     assert_eq!(cache.get(&key).await.unwrap().as_deref(), Some("w"));
 }
@@ -79,7 +103,10 @@ async fn entries_expire_on_the_cache_clock_in_every_tier() {
 #[tokio::test(start_paused = true)]
 async fn promotion_keeps_the_original_expiry() {
     let l2 = MapTier::new(100);
-    let cache = two_tier(CacheConfig::new(1 << 20).with_ttl(Duration::from_secs(10)), &l2);
+    let cache = two_tier(
+        CacheConfig::new(1 << 20).with_ttl(Duration::from_secs(10)),
+        &l2,
+    );
     let key = Key::unscoped("k");
     cache.insert(&key, "v".to_string()).await;
     cache.memory().remove(&key).await;
@@ -98,7 +125,12 @@ async fn errors_are_not_cached_unless_negative_caching_is_on() {
     let calls = Calls::default();
     for _ in 0..2 {
         let c = calls.clone();
-        let r = cache.get_or_compute(&key, move || async move { c.bump(); Err::<String, _>(std::io::Error::from(std::io::ErrorKind::TimedOut)) }).await;
+        let r = cache
+            .get_or_compute(&key, move || async move {
+                c.bump();
+                Err::<String, _>(std::io::Error::from(std::io::ErrorKind::TimedOut))
+            })
+            .await;
         assert!(matches!(r, Err(Error::Load(_))));
     }
     assert_eq!(calls.get(), 2, "each call retried the loader");
@@ -107,23 +139,38 @@ async fn errors_are_not_cached_unless_negative_caching_is_on() {
     let calls = Calls::default();
     for _ in 0..3 {
         let c = calls.clone();
-        let _ = cache.get_or_compute(&key, move || async move { c.bump(); Err::<String, _>(std::io::Error::from(std::io::ErrorKind::TimedOut)) }).await;
+        let _ = cache
+            .get_or_compute(&key, move || async move {
+                c.bump();
+                Err::<String, _>(std::io::Error::from(std::io::ErrorKind::TimedOut))
+            })
+            .await;
     }
     assert_eq!(calls.get(), 1, "failure cached");
     let r = cache.get(&key).await;
     match r {
-        Err(Error::CachedFailure { kind, .. }) => assert_eq!(kind, foundation_core::ErrorKind::Timeout),
+        Err(Error::CachedFailure { kind, .. }) => {
+            assert_eq!(kind, foundation_core::ErrorKind::Timeout)
+        }
         other => panic!("expected cached failure, got {other:?}"),
     }
     tokio::time::advance(Duration::from_secs(6)).await;
     let c = calls.clone();
-    let v = cache.get_or_compute(&key, move || async move { c.bump(); Ok::<_, std::io::Error>("ok".to_string()) }).await.unwrap();
+    let v = cache
+        .get_or_compute(&key, move || async move {
+            c.bump();
+            Ok::<_, std::io::Error>("ok".to_string())
+        })
+        .await
+        .unwrap();
     assert_eq!((v.as_str(), calls.get()), ("ok", 2));
 }
 
 #[tokio::test(start_paused = true)]
 async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
-    let cfg = CacheConfig::new(1 << 20).with_ttl(Duration::from_secs(60)).with_fresh_for(Duration::from_secs(10));
+    let cfg = CacheConfig::new(1 << 20)
+        .with_ttl(Duration::from_secs(60))
+        .with_fresh_for(Duration::from_secs(10));
     let cache = l1_only(cfg);
     let key = Key::unscoped("k");
     cache.insert(&key, "old".to_string()).await;
@@ -154,19 +201,44 @@ async fn invalidation_by_key_tag_prefix_and_scope_reaches_every_tier() {
     let acme = Scope::new().with_tenant("acme");
     let globex = Scope::new().with_tenant("globex");
     let k = |s: &Scope, n: &str| Key::new(s, n);
-    cache.insert(&k(&acme, "doc:1:summary"), Loaded::new("a1".to_string()).with_tags(["doc:1"])).await;
-    cache.insert(&k(&acme, "doc:2:summary"), "a2".to_string()).await;
+    cache
+        .insert(
+            &k(&acme, "doc:1:summary"),
+            Loaded::new("a1".to_string()).with_tags(["doc:1"]),
+        )
+        .await;
+    cache
+        .insert(&k(&acme, "doc:2:summary"), "a2".to_string())
+        .await;
     cache.insert(&k(&acme, "user:9"), "u9".to_string()).await;
-    cache.insert(&k(&globex, "doc:2:summary"), "g2".to_string()).await;
-    cache.insert(&k(&globex, "other"), Loaded::new("g3".to_string()).with_tags(["doc:1"])).await;
+    cache
+        .insert(&k(&globex, "doc:2:summary"), "g2".to_string())
+        .await;
+    cache
+        .insert(
+            &k(&globex, "other"),
+            Loaded::new("g3".to_string()).with_tags(["doc:1"]),
+        )
+        .await;
 
     cache.invalidate_tag("doc:1").await.unwrap();
     assert_eq!(cache.get(&k(&acme, "doc:1:summary")).await.unwrap(), None);
     assert_eq!(cache.get(&k(&globex, "other")).await.unwrap(), None);
     cache.invalidate_prefix(&acme, "doc:").await.unwrap();
     assert_eq!(cache.get(&k(&acme, "doc:2:summary")).await.unwrap(), None);
-    assert_eq!(cache.get(&k(&globex, "doc:2:summary")).await.unwrap().as_deref(), Some("g2"), "other scope untouched");
-    assert_eq!(cache.get(&k(&acme, "user:9")).await.unwrap().as_deref(), Some("u9"));
+    assert_eq!(
+        cache
+            .get(&k(&globex, "doc:2:summary"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("g2"),
+        "other scope untouched"
+    );
+    assert_eq!(
+        cache.get(&k(&acme, "user:9")).await.unwrap().as_deref(),
+        Some("u9")
+    );
     cache.invalidate_scope(&globex).await.unwrap();
     assert_eq!(cache.get(&k(&globex, "doc:2:summary")).await.unwrap(), None);
     cache.invalidate(&k(&acme, "user:9")).await.unwrap();
@@ -189,8 +261,16 @@ async fn an_invalidation_during_a_load_keeps_its_value_out_of_the_tiers() {
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     cache.invalidate(&key).await.unwrap();
-    assert_eq!(task.await.unwrap().unwrap(), "computed from old data", "the waiter still gets its answer");
-    assert_eq!(cache.get(&key).await.unwrap(), None, "but it was not stored");
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        "computed from old data",
+        "the waiter still gets its answer"
+    );
+    assert_eq!(
+        cache.get(&key).await.unwrap(),
+        None,
+        "but it was not stored"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -198,10 +278,12 @@ async fn a_cancelled_leader_does_not_strand_its_followers() {
     let cache = l1_only(CacheConfig::new(1 << 20));
     let key = Key::unscoped("k");
     let calls = Calls::default();
-    let loader = |c: Calls| move || async move {
-        c.bump();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        Ok::<_, std::io::Error>("v".to_string())
+    let loader = |c: Calls| {
+        move || async move {
+            c.bump();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, std::io::Error>("v".to_string())
+        }
     };
     let (c1, k1) = (cache.clone(), key.clone());
     let leader = tokio::spawn({
@@ -232,33 +314,56 @@ async fn scopes_never_share_exact_entries() {
         base.clone().with_param("system", "be terse"),
     ];
     for (i, s) in scopes.iter().enumerate() {
-        let v = cache.get_or_compute(&Key::new(s, "same prompt"), move || async move { Ok::<_, std::io::Error>(format!("answer {i}")) }).await.unwrap();
-        assert_eq!(v, format!("answer {i}"), "scope {i} got someone else's answer");
+        let v = cache
+            .get_or_compute(&Key::new(s, "same prompt"), move || async move {
+                Ok::<_, std::io::Error>(format!("answer {i}"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            format!("answer {i}"),
+            "scope {i} got someone else's answer"
+        );
     }
 }
 
 #[test]
 fn invalid_configuration_is_rejected_with_the_field() {
-    let e = TieredCache::<String>::builder(CacheConfig::new(0)).build().unwrap_err();
+    let e = TieredCache::<String>::builder(CacheConfig::new(0))
+        .build()
+        .unwrap_err();
     assert!(e.to_string().contains("memory.max_capacity"), "{e}");
 }
 
 #[tokio::test]
 async fn runtime_reconfiguration_changes_ttl_but_not_capacity() {
     let cache = l1_only(CacheConfig::new(1 << 20));
-    cache.reconfigure(CacheConfig::new(1 << 20).with_ttl(Duration::from_secs(5))).unwrap();
+    cache
+        .reconfigure(CacheConfig::new(1 << 20).with_ttl(Duration::from_secs(5)))
+        .unwrap();
     assert_eq!(cache.config().ttl, Some(Duration::from_secs(5)));
     assert!(cache.reconfigure(CacheConfig::new(1 << 10)).is_err());
-    assert!(cache.reconfigure(CacheConfig::new(1 << 20).with_ttl(Duration::ZERO)).is_err());
+    assert!(
+        cache
+            .reconfigure(CacheConfig::new(1 << 20).with_ttl(Duration::ZERO))
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn l1_is_bounded_by_weight() {
     let cache = l1_only(CacheConfig::new(10_000));
     for i in 0..1_000 {
-        cache.insert(&Key::unscoped(format!("k{i}")), "x".repeat(100)).await;
+        cache
+            .insert(&Key::unscoped(format!("k{i}")), "x".repeat(100))
+            .await;
     }
     cache.memory().run_pending_tasks().await;
-    assert!(cache.memory().weighted_size() <= 10_000, "{}", cache.memory().weighted_size());
+    assert!(
+        cache.memory().weighted_size() <= 10_000,
+        "{}",
+        cache.memory().weighted_size()
+    );
     assert!(cache.memory().entry_count() < 100);
 }

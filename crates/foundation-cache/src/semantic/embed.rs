@@ -53,8 +53,9 @@ pub struct HashingEmbedder {
 
 /// Words that carry little meaning get less weight.
 const STOPWORDS: &[&str] = &[
-    "a", "an", "the", "is", "are", "was", "were", "be", "of", "to", "in", "on", "for", "and", "or", "me", "my", "i", "you",
-    "your", "it", "its", "what", "whats", "please", "can", "could", "would", "tell", "give", "do", "does", "with", "about",
+    "a", "an", "the", "is", "are", "was", "were", "be", "of", "to", "in", "on", "for", "and", "or",
+    "me", "my", "i", "you", "your", "it", "its", "what", "whats", "please", "can", "could",
+    "would", "tell", "give", "do", "does", "with", "about",
 ];
 
 // === impl HashingEmbedder ===
@@ -72,7 +73,15 @@ impl HashingEmbedder {
         let mut v = vec![0f32; self.dims];
         let norm: String = text
             .chars()
-            .map(|c| if c.is_alphanumeric() { c.to_ascii_lowercase() } else if c == '\'' { '\0' } else { ' ' })
+            .map(|c| {
+                if c.is_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else if c == '\'' {
+                    '\0'
+                } else {
+                    ' '
+                }
+            })
             .filter(|c| *c != '\0')
             .collect();
         let words: Vec<&str> = norm.split_whitespace().collect();

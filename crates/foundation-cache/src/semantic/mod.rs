@@ -45,8 +45,8 @@ pub struct SemanticConfig {
     pub threshold: f32,
     /// Most prompts indexed (oldest dropped first).
     pub max_vectors: usize,
-    /// Vectors per scope above which an approximate (HNSW) index is built
-    /// (feature `ann`; without it, search stays exact).
+    /// Vectors per scope above which an approximate (IVF) index is built in
+    /// the background; below it, search is exact.
     #[serde(default = "default_ann_threshold")]
     pub ann_threshold: usize,
 }
@@ -69,9 +69,17 @@ impl SemanticConfig {
 
 impl Validate for SemanticConfig {
     fn validate_into(&self, v: &mut Validator) {
-        v.check(self.threshold > 0.0 && self.threshold <= 1.0, "threshold", "must be in (0, 1]");
+        v.check(
+            self.threshold > 0.0 && self.threshold <= 1.0,
+            "threshold",
+            "must be in (0, 1]",
+        );
         v.check(self.max_vectors > 0, "max_vectors", "must be at least 1");
-        v.check(self.ann_threshold > 0, "ann_threshold", "must be at least 1");
+        v.check(
+            self.ann_threshold > 0,
+            "ann_threshold",
+            "must be at least 1",
+        );
     }
 }
 
@@ -167,7 +175,6 @@ struct SemInner<V> {
     partitions: RwLock<HashMap<ScopeId, Arc<RwLock<PartitionIndex>>>>,
     state: Mutex<State>,
     next_id: AtomicU64,
-    #[cfg_attr(not(feature = "ann"), allow(dead_code))]
     rebuilding: Mutex<HashSet<ScopeId>>,
     metrics: SemMetrics,
 }
@@ -237,7 +244,9 @@ pub struct SemanticCacheBuilder<V> {
 
 impl<V> fmt::Debug for SemanticCacheBuilder<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SemanticCacheBuilder").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("SemanticCacheBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -263,7 +272,11 @@ impl<V: CacheValue> SemanticCacheBuilder<V> {
     pub fn build(self) -> Result<SemanticCache<V>, Error> {
         self.config.validate()?;
         if self.embedder.dimensions() == 0 {
-            return Err(foundation_core::ValidationErrors::single("embedder", "reports zero dimensions").into());
+            return Err(foundation_core::ValidationErrors::single(
+                "embedder",
+                "reports zero dimensions",
+            )
+            .into());
         }
         let metrics = SemMetrics::new(self.exact.name());
         Ok(SemanticCache {
@@ -286,7 +299,11 @@ impl<V: CacheValue> SemanticCacheBuilder<V> {
 
 impl<V: CacheValue> SemanticCache<V> {
     /// A builder over `exact` (which stores the answers) with `embedder`.
-    pub fn builder(exact: TieredCache<V>, embedder: Arc<dyn Embedder>, config: SemanticConfig) -> SemanticCacheBuilder<V> {
+    pub fn builder(
+        exact: TieredCache<V>,
+        embedder: Arc<dyn Embedder>,
+        config: SemanticConfig,
+    ) -> SemanticCacheBuilder<V> {
         SemanticCacheBuilder {
             exact,
             embedder,
@@ -314,7 +331,12 @@ impl<V: CacheValue> SemanticCache<V> {
     async fn embed_one(&self, prompt: &str) -> Result<Vec<f32>, Error> {
         let dims = self.inner.embedder.dimensions();
         let mut v = self.inner.embedder.embed(&[prompt.to_owned()]).await?;
-        let mut q = v.pop().filter(|q| q.len() == dims && v.is_empty()).ok_or_else(|| Error::Embed(format!("embedder returned no {dims}-dimensional vector")))?;
+        let mut q = v
+            .pop()
+            .filter(|q| q.len() == dims && v.is_empty())
+            .ok_or_else(|| {
+                Error::Embed(format!("embedder returned no {dims}-dimensional vector"))
+            })?;
         if q.iter().any(|x| !x.is_finite()) {
             return Err(Error::Embed("embedding contains NaN or infinity".into()));
         }
@@ -345,25 +367,60 @@ impl<V: CacheValue> SemanticCache<V> {
         }
     }
 
-    async fn search(&self, key: &Key, prompt: &str, q: &[f32]) -> Result<(Option<V>, Outcome), Error> {
+    async fn search(
+        &self,
+        key: &Key,
+        prompt: &str,
+        q: &[f32],
+    ) -> Result<(Option<V>, Outcome), Error> {
         let part = self.inner.partitions.read().get(key.scope()).cloned();
         let best = part.and_then(|p| p.read().nearest(q));
         let Some((id, sim)) = best else {
-            return Ok((None, Outcome::Miss { nearest: None, vetoed: None }));
+            return Ok((
+                None,
+                Outcome::Miss {
+                    nearest: None,
+                    vetoed: None,
+                },
+            ));
         };
         let m = &self.inner.metrics;
         if sim < self.inner.config.threshold {
             m.sim_below.record(f64::from(sim));
             m.below.increment(1);
-            return Ok((None, Outcome::Miss { nearest: Some(sim), vetoed: None }));
+            return Ok((
+                None,
+                Outcome::Miss {
+                    nearest: Some(sim),
+                    vetoed: None,
+                },
+            ));
         }
-        let candidate = self.inner.state.lock().entries.get(&id).map(|e| (e.key.clone(), e.prompt.clone()));
+        let candidate = self
+            .inner
+            .state
+            .lock()
+            .entries
+            .get(&id)
+            .map(|e| (e.key.clone(), e.prompt.clone()));
         let Some((ckey, cprompt)) = candidate else {
-            return Ok((None, Outcome::Miss { nearest: Some(sim), vetoed: None }));
+            return Ok((
+                None,
+                Outcome::Miss {
+                    nearest: Some(sim),
+                    vetoed: None,
+                },
+            ));
         };
         // Partitions are per scope, so this holds by construction; checked anyway.
         if ckey.scope() != key.scope() {
-            return Ok((None, Outcome::Miss { nearest: None, vetoed: None }));
+            return Ok((
+                None,
+                Outcome::Miss {
+                    nearest: None,
+                    vetoed: None,
+                },
+            ));
         }
         if let Some(v) = &self.inner.verifier
             && let Verdict::Veto(why) = v.verify(prompt, &cprompt)
@@ -371,18 +428,36 @@ impl<V: CacheValue> SemanticCache<V> {
             m.sim_vetoed.record(f64::from(sim));
             m.vetoed.increment(1);
             tracing::debug!(similarity = sim, reason = %why, "semantic match vetoed");
-            return Ok((None, Outcome::Miss { nearest: Some(sim), vetoed: Some(why) }));
+            return Ok((
+                None,
+                Outcome::Miss {
+                    nearest: Some(sim),
+                    vetoed: Some(why),
+                },
+            ));
         }
         match self.inner.exact.get(&ckey).await? {
             Some(v) => {
                 m.sim_hit.record(f64::from(sim));
                 m.hit.increment(1);
-                Ok((Some(v), Outcome::Semantic { similarity: sim, matched: cprompt }))
+                Ok((
+                    Some(v),
+                    Outcome::Semantic {
+                        similarity: sim,
+                        matched: cprompt,
+                    },
+                ))
             }
             None => {
                 // The answer is gone (evicted, expired, invalidated): forget its vector.
                 self.forget(&ckey);
-                Ok((None, Outcome::Miss { nearest: Some(sim), vetoed: None }))
+                Ok((
+                    None,
+                    Outcome::Miss {
+                        nearest: Some(sim),
+                        vetoed: None,
+                    },
+                ))
             }
         }
     }
@@ -392,13 +467,21 @@ impl<V: CacheValue> SemanticCache<V> {
     ///
     /// # Errors
     /// [`Error::Load`] when `f` fails (failures are never indexed).
-    pub async fn get_or_compute<F, Fut, E>(&self, scope: &Scope, prompt: &str, f: F) -> Result<Answer<V>, Error>
+    pub async fn get_or_compute<F, Fut, E>(
+        &self,
+        scope: &Scope,
+        prompt: &str,
+        f: F,
+    ) -> Result<Answer<V>, Error>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        self.get_or_load(scope, prompt, move || futures_util::FutureExt::map(f(), |r| r.map(Loaded::new))).await
+        self.get_or_load(scope, prompt, move || {
+            futures_util::FutureExt::map(f(), |r| r.map(Loaded::new))
+        })
+        .await
     }
 
     /// As [`get_or_compute`](Self::get_or_compute), with a loader that
@@ -406,7 +489,12 @@ impl<V: CacheValue> SemanticCache<V> {
     ///
     /// # Errors
     /// As [`get_or_compute`](Self::get_or_compute).
-    pub async fn get_or_load<F, Fut, E>(&self, scope: &Scope, prompt: &str, f: F) -> Result<Answer<V>, Error>
+    pub async fn get_or_load<F, Fut, E>(
+        &self,
+        scope: &Scope,
+        prompt: &str,
+        f: F,
+    ) -> Result<Answer<V>, Error>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
@@ -415,7 +503,10 @@ impl<V: CacheValue> SemanticCache<V> {
         let key = Self::key(scope, prompt);
         if let Some(v) = self.inner.exact.get(&key).await? {
             self.inner.metrics.exact.increment(1);
-            return Ok(Answer { value: v, outcome: Outcome::Exact });
+            return Ok(Answer {
+                value: v,
+                outcome: Outcome::Exact,
+            });
         }
         let q = match self.embed_one(prompt).await {
             Ok(q) => q,
@@ -423,7 +514,10 @@ impl<V: CacheValue> SemanticCache<V> {
                 self.inner.metrics.embed_failed.increment(1);
                 tracing::debug!(error = %e, "embedding failed; falling back to the exact key");
                 let value = self.inner.exact.get_or_load(&key, f).await?;
-                return Ok(Answer { value, outcome: Outcome::EmbedFailed });
+                return Ok(Answer {
+                    value,
+                    outcome: Outcome::EmbedFailed,
+                });
             }
         };
         let (found, outcome) = self.search(&key, prompt, &q).await?;
@@ -447,7 +541,11 @@ impl<V: CacheValue> SemanticCache<V> {
         }
         let vs = self.inner.embedder.embed(&prompts).await?;
         if vs.len() != prompts.len() {
-            return Err(Error::Embed(format!("expected {} embeddings, got {}", prompts.len(), vs.len())));
+            return Err(Error::Embed(format!(
+                "expected {} embeddings, got {}",
+                prompts.len(),
+                vs.len()
+            )));
         }
         for (p, mut v) in prompts.iter().zip(vs) {
             if v.len() == self.inner.embedder.dimensions() {
@@ -465,7 +563,9 @@ impl<V: CacheValue> SemanticCache<V> {
             return;
         }
         while st.entries.len() >= self.inner.config.max_vectors {
-            let Some((s, old)) = st.order.pop_front() else { break };
+            let Some((s, old)) = st.order.pop_front() else {
+                break;
+            };
             if let Some(e) = st.entries.remove(&old) {
                 st.by_key.remove(&e.key);
                 if let Some(p) = self.inner.partitions.read().get(&s) {
@@ -485,15 +585,22 @@ impl<V: CacheValue> SemanticCache<V> {
             return;
         }
         st.by_key.insert(key.clone(), id);
-        st.entries.insert(id, Indexed { key, prompt: Arc::from(prompt) });
+        st.entries.insert(
+            id,
+            Indexed {
+                key,
+                prompt: Arc::from(prompt),
+            },
+        );
         st.order.push_back((scope.clone(), id));
         drop(st);
         self.maybe_rebuild(scope, &part);
     }
 
-    #[cfg(feature = "ann")]
     fn maybe_rebuild(&self, scope: ScopeId, part: &Arc<RwLock<PartitionIndex>>) {
-        let Some(points) = part.read().snapshot_due(self.inner.config.ann_threshold) else { return };
+        let Some(points) = part.read().snapshot_due(self.inner.config.ann_threshold) else {
+            return;
+        };
         if !self.inner.rebuilding.lock().insert(scope.clone()) {
             return;
         }
@@ -505,9 +612,6 @@ impl<V: CacheValue> SemanticCache<V> {
             inner.rebuilding.lock().remove(&scope);
         });
     }
-
-    #[cfg(not(feature = "ann"))]
-    fn maybe_rebuild(&self, _scope: ScopeId, _part: &Arc<RwLock<PartitionIndex>>) {}
 
     fn forget(&self, key: &Key) {
         let mut st = self.inner.state.lock();
@@ -538,7 +642,12 @@ impl<V: CacheValue> SemanticCache<V> {
         self.inner.partitions.write().remove(&id);
         {
             let mut st = self.inner.state.lock();
-            let gone: Vec<u64> = st.entries.iter().filter(|(_, e)| e.key.scope() == &id).map(|(i, _)| *i).collect();
+            let gone: Vec<u64> = st
+                .entries
+                .iter()
+                .filter(|(_, e)| e.key.scope() == &id)
+                .map(|(i, _)| *i)
+                .collect();
             for i in gone {
                 if let Some(e) = st.entries.remove(&i) {
                     st.by_key.remove(&e.key);

@@ -46,7 +46,10 @@ pub struct OpenAiEmbedder {
 impl fmt::Debug for OpenAiEmbedder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiEmbedder")
-            .field("endpoint", &format_args!("http://{}:{}{}", self.host, self.port, self.path))
+            .field(
+                "endpoint",
+                &format_args!("http://{}:{}{}", self.host, self.port, self.path),
+            )
             .field("model", &self.model)
             .field("dims", &self.dims)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
@@ -74,7 +77,11 @@ impl OpenAiEmbedder {
             .ok_or_else(|| invalid("base_url", format!("{base_url:?}: only http:// is supported (use a TLS sidecar or your own Embedder for https)")))?;
         let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| invalid("base_url", format!("bad port {p:?}")))?),
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| invalid("base_url", format!("bad port {p:?}")))?,
+            ),
             None => (authority, 80),
         };
         if host.is_empty() {
@@ -135,15 +142,25 @@ impl OpenAiEmbedder {
             s.write_all(req.as_bytes()).await?;
             s.write_all(&body).await?;
             let mut buf = Vec::new();
-            (&mut s).take(MAX_RESPONSE as u64 + 1).read_to_end(&mut buf).await?;
+            (&mut s)
+                .take(MAX_RESPONSE as u64 + 1)
+                .read_to_end(&mut buf)
+                .await?;
             Ok::<_, std::io::Error>(buf)
         };
         let raw = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| Error::Embed(format!("no response within {:?}", self.timeout)))?
-            .map_err(|e| Error::Embed(format!("connection to {}:{} failed: {e}", self.host, self.port)))?;
+            .map_err(|e| {
+                Error::Embed(format!(
+                    "connection to {}:{} failed: {e}",
+                    self.host, self.port
+                ))
+            })?;
         if raw.len() > MAX_RESPONSE {
-            return Err(Error::Embed(format!("response larger than {MAX_RESPONSE} bytes")));
+            return Err(Error::Embed(format!(
+                "response larger than {MAX_RESPONSE} bytes"
+            )));
         }
         let (status, body) = parse_http(&raw)?;
         if status != 200 {
@@ -174,7 +191,10 @@ impl Embedder for OpenAiEmbedder {
 /// The JSON request body for `model` and `texts`.
 #[must_use]
 pub fn request_body(model: &str, texts: &[String]) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({ "model": model, "input": texts, "encoding_format": "float" })).unwrap_or_default()
+    serde_json::to_vec(
+        &serde_json::json!({ "model": model, "input": texts, "encoding_format": "float" }),
+    )
+    .unwrap_or_default()
 }
 
 #[derive(serde::Deserialize)]
@@ -195,28 +215,41 @@ struct Datum {
 /// # Errors
 /// [`Error::Embed`] naming what is wrong.
 pub fn parse_response(body: &[u8], expected: usize, dims: usize) -> Result<Vec<Vec<f32>>, Error> {
-    let r: Response = serde_json::from_slice(body).map_err(|e| Error::Embed(format!("bad embeddings response: {e}")))?;
+    let r: Response = serde_json::from_slice(body)
+        .map_err(|e| Error::Embed(format!("bad embeddings response: {e}")))?;
     if r.data.len() != expected {
-        return Err(Error::Embed(format!("expected {expected} embeddings, got {}", r.data.len())));
+        return Err(Error::Embed(format!(
+            "expected {expected} embeddings, got {}",
+            r.data.len()
+        )));
     }
     let mut slots: Vec<Option<Vec<f32>>> = vec![None; expected];
     for (i, d) in r.data.into_iter().enumerate() {
         let at = d.index.unwrap_or(i);
         if d.embedding.len() != dims {
-            return Err(Error::Embed(format!("embedding {at} has {} dimensions, expected {dims}", d.embedding.len())));
+            return Err(Error::Embed(format!(
+                "embedding {at} has {} dimensions, expected {dims}",
+                d.embedding.len()
+            )));
         }
         match slots.get_mut(at) {
             Some(slot @ None) => *slot = Some(d.embedding),
             _ => return Err(Error::Embed(format!("bad or repeated index {at}"))),
         }
     }
-    slots.into_iter().map(|s| s.ok_or_else(|| Error::Embed("missing index".into()))).collect()
+    slots
+        .into_iter()
+        .map(|s| s.ok_or_else(|| Error::Embed("missing index".into())))
+        .collect()
 }
 
 /// Splits a raw HTTP/1.1 response into status and (de-chunked) body.
 fn parse_http(raw: &[u8]) -> Result<(u16, Vec<u8>), Error> {
     let bad = |m: &str| Error::Embed(format!("bad HTTP response: {m}"));
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no header end"))?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
     let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("non-UTF-8 header"))?;
     let body = &raw[split + 4..];
     let mut lines = head.split("\r\n");
@@ -242,9 +275,13 @@ fn parse_http(raw: &[u8]) -> Result<(u16, Vec<u8>), Error> {
         let mut out = Vec::new();
         let mut rest = body;
         loop {
-            let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(|| bad("truncated chunk size"))?;
+            let eol = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or_else(|| bad("truncated chunk size"))?;
             let size_txt = std::str::from_utf8(&rest[..eol]).map_err(|_| bad("chunk size"))?;
-            let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16).map_err(|_| bad("chunk size"))?;
+            let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| bad("chunk size"))?;
             rest = &rest[eol + 2..];
             if size == 0 {
                 return Ok((status, out));
@@ -280,9 +317,22 @@ mod tests {
     #[test]
     fn response_checks_count_dims_and_order() {
         let ok = br#"{"data":[{"embedding":[3,4],"index":1},{"embedding":[1,2],"index":0}]}"#;
-        assert_eq!(parse_response(ok, 2, 2).unwrap(), vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
-        assert!(parse_response(ok, 3, 2).unwrap_err().to_string().contains("expected 3"));
-        assert!(parse_response(ok, 2, 3).unwrap_err().to_string().contains("dimensions"));
+        assert_eq!(
+            parse_response(ok, 2, 2).unwrap(),
+            vec![vec![1.0, 2.0], vec![3.0, 4.0]]
+        );
+        assert!(
+            parse_response(ok, 3, 2)
+                .unwrap_err()
+                .to_string()
+                .contains("expected 3")
+        );
+        assert!(
+            parse_response(ok, 2, 3)
+                .unwrap_err()
+                .to_string()
+                .contains("dimensions")
+        );
         let dup = br#"{"data":[{"embedding":[3,4],"index":0},{"embedding":[1,2],"index":0}]}"#;
         assert!(parse_response(dup, 2, 2).is_err());
     }
@@ -290,7 +340,10 @@ mod tests {
     #[test]
     fn urls() {
         let e = OpenAiEmbedder::new("http://localhost:11434/v1/", "m", 4).unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.path.as_str()), ("localhost", 11434, "/v1/embeddings"));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.path.as_str()),
+            ("localhost", 11434, "/v1/embeddings")
+        );
         let e = OpenAiEmbedder::new("http://emb", "m", 4).unwrap();
         assert_eq!((e.port, e.path.as_str()), (80, "/embeddings"));
         assert!(OpenAiEmbedder::new("http://h:99999", "m", 4).is_err());

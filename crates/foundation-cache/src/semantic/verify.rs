@@ -43,15 +43,42 @@ pub struct LexicalGuard {
     opposites: BTreeMap<String, String>,
 }
 
-const NEGATIONS: &[&str] = &["not", "no", "never", "without", "none", "nothing", "neither", "nor", "cannot", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt", "werent", "wont", "shouldnt", "cant", "couldnt"];
+const NEGATIONS: &[&str] = &[
+    "not", "no", "never", "without", "none", "nothing", "neither", "nor", "cannot", "dont",
+    "doesnt", "didnt", "isnt", "arent", "wasnt", "werent", "wont", "shouldnt", "cant", "couldnt",
+];
 
 const OPPOSITES: &[(&str, &str)] = &[
-    ("on", "off"), ("enable", "disable"), ("enabled", "disabled"), ("increase", "decrease"), ("add", "remove"),
-    ("before", "after"), ("max", "min"), ("maximum", "minimum"), ("allow", "deny"), ("true", "false"), ("up", "down"),
-    ("start", "stop"), ("open", "close"), ("buy", "sell"), ("import", "export"), ("encrypt", "decrypt"),
-    ("install", "uninstall"), ("lock", "unlock"), ("higher", "lower"), ("more", "less"), ("best", "worst"),
-    ("pros", "cons"), ("advantages", "disadvantages"), ("include", "exclude"), ("accept", "reject"),
-    ("upload", "download"), ("inside", "outside"), ("first", "last"), ("largest", "smallest"), ("fastest", "slowest"),
+    ("on", "off"),
+    ("enable", "disable"),
+    ("enabled", "disabled"),
+    ("increase", "decrease"),
+    ("add", "remove"),
+    ("before", "after"),
+    ("max", "min"),
+    ("maximum", "minimum"),
+    ("allow", "deny"),
+    ("true", "false"),
+    ("up", "down"),
+    ("start", "stop"),
+    ("open", "close"),
+    ("buy", "sell"),
+    ("import", "export"),
+    ("encrypt", "decrypt"),
+    ("install", "uninstall"),
+    ("lock", "unlock"),
+    ("higher", "lower"),
+    ("more", "less"),
+    ("best", "worst"),
+    ("pros", "cons"),
+    ("advantages", "disadvantages"),
+    ("include", "exclude"),
+    ("accept", "reject"),
+    ("upload", "download"),
+    ("inside", "outside"),
+    ("first", "last"),
+    ("largest", "smallest"),
+    ("fastest", "slowest"),
 ];
 
 impl Default for LexicalGuard {
@@ -81,7 +108,13 @@ fn words(s: &str) -> Vec<String> {
     s.to_lowercase()
         .chars()
         .filter(|c| *c != '\'' && *c != '’')
-        .map(|c| if c.is_alphanumeric() || c == '.' { c } else { ' ' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '.' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect::<String>()
         .split_whitespace()
         .map(|w| w.trim_matches('.').to_owned())
@@ -90,20 +123,30 @@ fn words(s: &str) -> Vec<String> {
 }
 
 fn numbers(ws: &[String]) -> Vec<&str> {
-    let mut n: Vec<&str> = ws.iter().filter(|w| w.chars().any(|c| c.is_ascii_digit())).map(String::as_str).collect();
+    let mut n: Vec<&str> = ws
+        .iter()
+        .filter(|w| w.chars().any(|c| c.is_ascii_digit()))
+        .map(String::as_str)
+        .collect();
     n.sort_unstable();
     n
 }
 
 fn negations(ws: &[String]) -> usize {
-    ws.iter().filter(|w| NEGATIONS.contains(&w.as_str())).count()
+    ws.iter()
+        .filter(|w| NEGATIONS.contains(&w.as_str()))
+        .count()
 }
 
 impl Verifier for LexicalGuard {
     fn verify(&self, query: &str, candidate: &str) -> Verdict {
         let (q, c) = (words(query), words(candidate));
         if numbers(&q) != numbers(&c) {
-            return Verdict::Veto(format!("numbers differ: {:?} vs {:?}", numbers(&q), numbers(&c)));
+            return Verdict::Veto(format!(
+                "numbers differ: {:?} vs {:?}",
+                numbers(&q),
+                numbers(&c)
+            ));
         }
         if negations(&q) % 2 != negations(&c) % 2 {
             return Verdict::Veto("negation differs".into());
@@ -128,15 +171,32 @@ mod tests {
     fn vetoes_polarity_flips_and_number_changes() {
         let g = LexicalGuard::default();
         for (a, b) in [
-            ("What are the pros of remote work?", "What are the cons of remote work?"),
+            (
+                "What are the pros of remote work?",
+                "What are the cons of remote work?",
+            ),
             ("Convert 10 USD to EUR", "Convert 100 USD to EUR"),
-            ("Is it safe to drink tap water", "Isn't it safe to drink tap water"),
+            (
+                "Is it safe to drink tap water",
+                "Isn't it safe to drink tap water",
+            ),
             ("how to turn on bluetooth", "how to turn off bluetooth"),
         ] {
             assert!(matches!(g.verify(a, b), Verdict::Veto(_)), "{a} / {b}");
         }
         assert_eq!(g.verify("What is 2+2?", "what is 2 + 2"), Verdict::Accept);
-        assert_eq!(g.verify("Summarize this article please", "please summarize this article"), Verdict::Accept);
-        assert_eq!(g.with_opposites("cat", "dog").verify("feed the cat", "feed the dog").clone(), Verdict::Veto("opposites: \"cat\" vs \"dog\"".into()));
+        assert_eq!(
+            g.verify(
+                "Summarize this article please",
+                "please summarize this article"
+            ),
+            Verdict::Accept
+        );
+        assert_eq!(
+            g.with_opposites("cat", "dog")
+                .verify("feed the cat", "feed the dog")
+                .clone(),
+            Verdict::Veto("opposites: \"cat\" vs \"dog\"".into())
+        );
     }
 }

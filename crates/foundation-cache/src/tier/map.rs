@@ -30,7 +30,10 @@ pub struct MapTier {
 
 impl fmt::Debug for MapTier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MapTier").field("entries", &self.map.lock().len()).field("max_entries", &self.max_entries).finish()
+        f.debug_struct("MapTier")
+            .field("entries", &self.map.lock().len())
+            .field("max_entries", &self.max_entries)
+            .finish()
     }
 }
 
@@ -74,7 +77,12 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> Tier<V> for MapTie
         async move { bytes.map(|b| Entry::decode(&b).map(Arc::new)).transpose() }.boxed()
     }
 
-    fn put<'a>(&'a self, key: &'a Key, entry: Arc<Entry<V>>, now_ms: u64) -> BoxFuture<'a, Result<(), Error>> {
+    fn put<'a>(
+        &'a self,
+        key: &'a Key,
+        entry: Arc<Entry<V>>,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         let r = entry.encode().and_then(|bytes| {
             let mut map = self.map.lock();
             if map.len() >= self.max_entries && !map.contains_key(key) {
@@ -83,14 +91,19 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> Tier<V> for MapTie
                     return Err(Error::backend("map", MapTierFull(self.max_entries)));
                 }
             }
-            map.insert(key.clone(), (entry.meta.tags.clone(), entry.meta.expires_ms, bytes));
+            map.insert(
+                key.clone(),
+                (entry.meta.tags.clone(), entry.meta.expires_ms, bytes),
+            );
             Ok(())
         });
         async move { r }.boxed()
     }
 
     fn invalidate<'a>(&'a self, selector: &'a Selector) -> BoxFuture<'a, Result<(), Error>> {
-        self.map.lock().retain(|k, (tags, _, _)| !selector.matches(k, tags));
+        self.map
+            .lock()
+            .retain(|k, (tags, _, _)| !selector.matches(k, tags));
         async { Ok(()) }.boxed()
     }
 }

@@ -33,7 +33,11 @@ pub struct MemoryTierConfig {
 impl foundation_core::Validate for MemoryTierConfig {
     fn validate_into(&self, v: &mut foundation_core::Validator) {
         v.check(self.max_capacity > 0, "max_capacity", "must be at least 1");
-        v.check(self.time_to_idle != Some(Duration::ZERO), "time_to_idle", "must be positive");
+        v.check(
+            self.time_to_idle != Some(Duration::ZERO),
+            "time_to_idle",
+            "must be positive",
+        );
     }
 }
 
@@ -71,13 +75,20 @@ impl<V> moka::Expiry<Key, Arc<Entry<V>>> for EntryExpiry {
     fn expire_after_create(&self, _: &Key, e: &Arc<Entry<V>>, _: Instant) -> Option<Duration> {
         ttl_of(e)
     }
-    fn expire_after_update(&self, _: &Key, e: &Arc<Entry<V>>, _: Instant, _: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _: &Key,
+        e: &Arc<Entry<V>>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
         ttl_of(e)
     }
 }
 
 fn ttl_of<V>(e: &Entry<V>) -> Option<Duration> {
-    (e.meta.expires_ms != u64::MAX).then(|| Duration::from_millis(e.meta.expires_ms.saturating_sub(e.meta.created_ms)))
+    (e.meta.expires_ms != u64::MAX)
+        .then(|| Duration::from_millis(e.meta.expires_ms.saturating_sub(e.meta.created_ms)))
 }
 
 /// The serialized size of a value, without allocating.
@@ -94,7 +105,11 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(v: &T) -> usize {
 /// The default weigher: key, scope, tags and the postcard-encoded payload, in bytes.
 pub(crate) fn default_weigher<V: Serialize>() -> Weigher<V> {
     Arc::new(|k: &Key, e: &Entry<V>| {
-        let n = 64 + k.name().len() + e.meta.scope.len() + e.meta.tags.iter().map(String::len).sum::<usize>() + encoded_len(&e.payload);
+        let n = 64
+            + k.name().len()
+            + e.meta.scope.len()
+            + e.meta.tags.iter().map(String::len).sum::<usize>()
+            + encoded_len(&e.payload);
         u32::try_from(n).unwrap_or(u32::MAX)
     })
 }
@@ -107,7 +122,11 @@ impl<V: Send + Sync + 'static> MemoryTier<V> {
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid configuration.
-    pub fn new(config: MemoryTierConfig, weigher: Weigher<V>, name: Arc<str>) -> Result<Self, Error> {
+    pub fn new(
+        config: MemoryTierConfig,
+        weigher: Weigher<V>,
+        name: Arc<str>,
+    ) -> Result<Self, Error> {
         foundation_core::Validate::validate(&config)?;
         let mut b = moka::future::Cache::builder()
             .max_capacity(config.max_capacity)
@@ -189,7 +208,12 @@ impl<V: Send + Sync + 'static> Tier<V> for MemoryTier<V> {
         async move { Ok(self.cache.get(key).await) }.boxed()
     }
 
-    fn put<'a>(&'a self, key: &'a Key, entry: Arc<Entry<V>>, _now_ms: u64) -> BoxFuture<'a, Result<(), Error>> {
+    fn put<'a>(
+        &'a self,
+        key: &'a Key,
+        entry: Arc<Entry<V>>,
+        _now_ms: u64,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         async move {
             self.cache.insert(key.clone(), entry).await;
             Ok(())

@@ -43,7 +43,12 @@ pub trait Tier<V>: fmt::Debug + Send + Sync + 'static {
 
     /// Stores `entry` under `key`; `now_ms` is the cache's current time, for
     /// converting the entry's absolute expiry into a backend TTL.
-    fn put<'a>(&'a self, key: &'a Key, entry: Arc<Entry<V>>, now_ms: u64) -> BoxFuture<'a, Result<(), Error>>;
+    fn put<'a>(
+        &'a self,
+        key: &'a Key,
+        entry: Arc<Entry<V>>,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<(), Error>>;
 
     /// Removes every entry the selector matches.
     fn invalidate<'a>(&'a self, selector: &'a Selector) -> BoxFuture<'a, Result<(), Error>>;

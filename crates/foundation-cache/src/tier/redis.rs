@@ -54,7 +54,9 @@ pub struct RedisTier {
 
 impl fmt::Debug for RedisTier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisTier").field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("RedisTier")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,7 +77,12 @@ impl RedisTier {
     }
 
     fn entry_key(&self, key: &Key) -> String {
-        format!("{}:e:{:016x}:{}", self.prefix, key.scope().hash64(), key.name())
+        format!(
+            "{}:e:{:016x}:{}",
+            self.prefix,
+            key.scope().hash64(),
+            key.name()
+        )
     }
 
     fn tag_key(&self, tag: &str) -> String {
@@ -96,7 +103,11 @@ impl RedisTier {
                 .await
                 .map_err(err)?;
             if !keys.is_empty() {
-                let _: () = redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await.map_err(err)?;
+                let _: () = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(err)?;
             }
             if next == 0 {
                 return Ok(());
@@ -120,15 +131,29 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> Tier<V> for RedisT
         .boxed()
     }
 
-    fn put<'a>(&'a self, key: &'a Key, entry: Arc<Entry<V>>, now_ms: u64) -> BoxFuture<'a, Result<(), Error>> {
+    fn put<'a>(
+        &'a self,
+        key: &'a Key,
+        entry: Arc<Entry<V>>,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         async move {
             let bytes = entry.encode()?;
-            let ttl_ms = entry.meta.remaining(now_ms).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
+            let ttl_ms = entry
+                .meta
+                .remaining(now_ms)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
             let ek = self.entry_key(key);
             let mut pipe = redis::pipe();
             pipe.atomic();
             match ttl_ms {
-                Some(ms) => pipe.cmd("SET").arg(&ek).arg(bytes).arg("PX").arg(ms).ignore(),
+                Some(ms) => pipe
+                    .cmd("SET")
+                    .arg(&ek)
+                    .arg(bytes)
+                    .arg("PX")
+                    .arg(ms)
+                    .ignore(),
                 None => pipe.cmd("SET").arg(&ek).arg(bytes).ignore(),
             };
             for tag in &entry.meta.tags {
@@ -159,19 +184,36 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> Tier<V> for RedisT
                     let tk = self.tag_key(t);
                     let members: Vec<String> = conn.smembers(&tk).await.map_err(err)?;
                     for chunk in members.chunks(BATCH) {
-                        let _: () = redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.map_err(err)?;
+                        let _: () = redis::cmd("UNLINK")
+                            .arg(chunk)
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(err)?;
                     }
                     let _: () = conn.unlink(&tk).await.map_err(err)?;
                     Ok(())
                 }
                 Selector::Prefix(scope, p) => {
-                    self.unlink_matching(format!("{}:e:{:016x}:{}*", glob_escape(&self.prefix), scope.hash64(), glob_escape(p)))
-                        .await
+                    self.unlink_matching(format!(
+                        "{}:e:{:016x}:{}*",
+                        glob_escape(&self.prefix),
+                        scope.hash64(),
+                        glob_escape(p)
+                    ))
+                    .await
                 }
                 Selector::Scope(scope) => {
-                    self.unlink_matching(format!("{}:e:{:016x}:*", glob_escape(&self.prefix), scope.hash64())).await
+                    self.unlink_matching(format!(
+                        "{}:e:{:016x}:*",
+                        glob_escape(&self.prefix),
+                        scope.hash64()
+                    ))
+                    .await
                 }
-                Selector::All => self.unlink_matching(format!("{}:*", glob_escape(&self.prefix))).await,
+                Selector::All => {
+                    self.unlink_matching(format!("{}:*", glob_escape(&self.prefix)))
+                        .await
+                }
             }
         }
         .boxed()

@@ -25,7 +25,9 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::Row as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::entry::Entry;
 use crate::error::Error;
@@ -67,7 +69,9 @@ pub struct SqliteTier {
 
 impl fmt::Debug for SqliteTier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteTier").field("max_entries", &self.max_entries).finish_non_exhaustive()
+        f.debug_struct("SqliteTier")
+            .field("max_entries", &self.max_entries)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,7 +103,11 @@ impl SqliteTier {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(err)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(err)?;
         Self::from_pool(pool, max_entries).await
     }
 
@@ -109,7 +117,11 @@ impl SqliteTier {
     /// As [`open`](Self::open).
     pub async fn from_pool(pool: SqlitePool, max_entries: u64) -> Result<Self, Error> {
         if max_entries == 0 {
-            return Err(foundation_core::ValidationErrors::single("max_entries", "must be at least 1").into());
+            return Err(foundation_core::ValidationErrors::single(
+                "max_entries",
+                "must be at least 1",
+            )
+            .into());
         }
         for stmt in SCHEMA {
             sqlx::query(*stmt).execute(&pool).await.map_err(err)?;
@@ -126,7 +138,10 @@ impl SqliteTier {
     /// # Errors
     /// [`Error::Backend`].
     pub async fn len(&self) -> Result<u64, Error> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM foundation_cache_entries").fetch_one(&self.pool).await.map_err(err)?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM foundation_cache_entries")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -150,9 +165,9 @@ impl SqliteTier {
         .await
         .map_err(err)?;
         sqlx::query(DELETE_ORPHAN_TAGS)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
         tx.commit().await.map_err(err)
     }
 }
@@ -164,12 +179,14 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> Tier<V> for Sqlite
 
     fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<Option<Arc<Entry<V>>>, Error>> {
         async move {
-            let row = sqlx::query("SELECT value FROM foundation_cache_entries WHERE scope_hash = ? AND name = ?")
-                .bind(h(key.scope().hash64()))
-                .bind(key.name())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(err)?;
+            let row = sqlx::query(
+                "SELECT value FROM foundation_cache_entries WHERE scope_hash = ? AND name = ?",
+            )
+            .bind(h(key.scope().hash64()))
+            .bind(key.name())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
             match row {
                 Some(r) => {
                     let bytes: Vec<u8> = r.try_get(0).map_err(err)?;
@@ -181,7 +198,12 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> Tier<V> for Sqlite
         .boxed()
     }
 
-    fn put<'a>(&'a self, key: &'a Key, entry: Arc<Entry<V>>, now_ms: u64) -> BoxFuture<'a, Result<(), Error>> {
+    fn put<'a>(
+        &'a self,
+        key: &'a Key,
+        entry: Arc<Entry<V>>,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         async move {
             let bytes = entry.encode()?;
             let n = self.writes.fetch_add(1, Ordering::Relaxed);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use foundation_cache::tier::MapTier;
-use foundation_cache::{CacheConfig, TieredCache, TierPolicy};
+use foundation_cache::{CacheConfig, TierPolicy, TieredCache};
 
 /// Counts loader calls.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +30,9 @@ pub fn two_tier(config: CacheConfig, l2: &MapTier) -> TieredCache<String> {
 
 /// A unique prefix for keys on a shared server.
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{prefix}-{}-{nanos}", std::process::id())
 }

@@ -148,17 +148,14 @@ impl RateLimitInfo {
     }
 
     fn parse_dimension_header(&mut self, name: &str, value: &str) {
-        let (field, dim, parsed_ok) = if let Some(rest) = name.strip_prefix("x-ratelimit-") {
-            let Some((field, dim)) = split_field(rest, true) else { return };
-            (field, dim, self.set(dim, field, value, Flavor::OpenAi))
+        let parsed = if let Some(rest) = name.strip_prefix("x-ratelimit-") {
+            split_field(rest, true).map(|(field, dim)| self.set(dim, field, value, Flavor::OpenAi))
         } else if let Some(rest) = name.strip_prefix("anthropic-ratelimit-") {
-            let Some((field, dim)) = split_field(rest, false) else { return };
-            (field, dim, self.set(dim, field, value, Flavor::Anthropic))
+            split_field(rest, false).map(|(field, dim)| self.set(dim, field, value, Flavor::Anthropic))
         } else {
-            return;
+            None
         };
-        if !parsed_ok {
-            let _ = (field, dim);
+        if parsed == Some(false) {
             tracing::debug!(header = %name, value = %value, "ignoring malformed rate-limit header");
         }
     }

@@ -402,9 +402,16 @@ impl RateLimiter {
                 shared.telemetry.denied[i].increment(1);
                 let tat = cell.load(Ordering::Relaxed);
                 shared.telemetry.remaining[i].set(g.remaining(tat, now) as f64);
+                // Name the dimension that needs the longest, so the retry-after is
+                // when *every* dimension fits (a later one may need longer, or
+                // never fit at all).
+                let (worst, retry_after) = match self.wait_for(charge, &Charge::ZERO)? {
+                    Some((j, d)) if d > Duration::from_nanos(wait) => (j, d),
+                    _ => (i, Duration::from_nanos(wait)),
+                };
                 return Err(AcquireError::RateLimited {
-                    dimension: dim.name.clone(),
-                    retry_after: Duration::from_nanos(wait),
+                    dimension: shared.dims[worst].name.clone(),
+                    retry_after,
                 });
             }
         }

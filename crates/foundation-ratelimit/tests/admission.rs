@@ -269,3 +269,21 @@ fn atomic_under_concurrency() {
         assert!(r == 400 || 20_000 - t < 150, "stopped early: {r} requests, {t} tokens");
     }
 }
+
+#[test]
+fn retry_after_covers_every_dimension() {
+    let (limiter, clock) = support::manual(support::rpm_tpm(60, 6_000));
+    // Requests: 1 left at 1/s; tokens: exhausted, 100 back per second.
+    limiter.check(Charge::from([59, 6_000])).unwrap();
+    // The first dimension (requests) admits, tokens denies needing 5s for 500.
+    let err = limiter.check(Charge::from([1, 500])).unwrap_err();
+    assert_eq!((err.dimension(), err.retry_after()), (Some("tokens"), Some(Duration::from_secs(5))));
+    // Requests deny first (needing 2s for 2 more), but tokens need 5s: the later, longer wait is reported.
+    let err = limiter.check(Charge::from([3, 500])).unwrap_err();
+    assert_eq!((err.dimension(), err.retry_after()), (Some("tokens"), Some(Duration::from_secs(5))));
+    clock.advance(Duration::from_secs(5));
+    limiter.check(Charge::from([3, 500])).unwrap();
+    // And a later dimension that can never fit makes the whole charge a typed error.
+    let err = limiter.check(Charge::from([61, 7_000])).unwrap_err();
+    assert!(matches!(err, AcquireError::ExceedsBurst { .. }), "{err}");
+}

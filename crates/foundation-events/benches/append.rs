@@ -100,24 +100,23 @@ fn sqlite(c: &mut Criterion) {
             let pool = store.pool().clone();
             async move {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
-                for (i, r) in rows.into_iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO raw_events (position, id, stream_id, stream_version, type, source, time, schema_version, data, correlation_id, links)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, '[]')",
-                    )
-                    .bind(first + i as i64)
-                    .bind(r.id)
-                    .bind(r.stream)
-                    .bind(r.version)
-                    .bind(r.ty)
-                    .bind(r.source)
-                    .bind(r.time)
-                    .bind(r.data)
-                    .bind(r.corr)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-                }
+                let mut b = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT INTO raw_events (position, id, stream_id, stream_version, type, source, time, schema_version, data, correlation_id, links) ",
+                );
+                b.push_values(rows.into_iter().enumerate(), |mut v, (i, r)| {
+                    v.push_bind(first + i as i64)
+                        .push_bind(r.id)
+                        .push_bind(r.stream)
+                        .push_bind(r.version)
+                        .push_bind(r.ty)
+                        .push_bind(r.source)
+                        .push_bind(r.time)
+                        .push_bind(1i64)
+                        .push_bind(r.data)
+                        .push_bind(r.corr)
+                        .push_bind("[]");
+                });
+                b.build().execute(&mut *tx).await.unwrap();
                 tx.commit().await.unwrap();
             }
         });
@@ -134,7 +133,7 @@ fn postgres(c: &mut Criterion) {
     };
     use foundation_events::{PostgresConfig, PostgresStore};
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let schema = format!("fe_bench_{}", foundation_events::EventId::new().as_uuid().simple());
+    let schema = format!("fe_bench_{}", &foundation_events::EventId::new().as_uuid().simple().to_string()[16..]);
     let store = rt.block_on(PostgresStore::connect(PostgresConfig::new(&url).with_schema(&schema))).unwrap();
     rt.block_on(async {
         sqlx::query(AssertSqlSafe(format!("CREATE TABLE {schema}.raw_events (LIKE {schema}.events INCLUDING ALL)")))

@@ -423,23 +423,22 @@ impl NewEvent {
     /// Marks this event as caused by a stored event: causation = its id,
     /// correlation = its correlation id, tenant inherited when unset.
     #[must_use]
-    pub fn caused_by(mut self, cause: &RecordedEvent) -> Self {
-        self.causation_id = Some(cause.id);
-        self.correlation_id.clone_from(&cause.correlation_id);
-        if self.tenant.is_none() {
-            self.tenant.clone_from(&cause.tenant);
-        }
-        self
+    pub fn caused_by(self, cause: &RecordedEvent) -> Self {
+        self.inherit(cause.id, &cause.correlation_id, cause.tenant.as_ref())
     }
 
     /// Like [`caused_by`](Self::caused_by) for an event not yet appended
     /// (e.g. in the same batch).
     #[must_use]
-    pub fn caused_by_new(mut self, cause: &NewEvent) -> Self {
-        self.causation_id = Some(cause.id);
-        self.correlation_id.clone_from(&cause.correlation_id);
+    pub fn caused_by_new(self, cause: &NewEvent) -> Self {
+        self.inherit(cause.id, &cause.correlation_id, cause.tenant.as_ref())
+    }
+
+    fn inherit(mut self, cause: EventId, correlation_id: &str, tenant: Option<&String>) -> Self {
+        self.causation_id = Some(cause);
+        correlation_id.clone_into(&mut self.correlation_id);
         if self.tenant.is_none() {
-            self.tenant.clone_from(&cause.tenant);
+            self.tenant = tenant.cloned();
         }
         self
     }

@@ -592,7 +592,7 @@ mod tests {
             ("typo = \"x\"", 0, "unknown field `typo`"),
             ("type = \"x\" nand stream = \"s\"", 11, "expected `and`, `or` or end of query, found `nand`"),
             ("position = \"x\"", 0, "`position` takes a non-negative integer"),
-            ("time > now - 1y", 13, "unknown duration unit"),
+            ("time > now - 1y", 14, "unknown duration unit"),
             ("(type = \"a\"", 11, "expected `)`"),
             ("data = 1", 0, "`data` needs a path"),
             ("type = \"a\" and", 14, "expected a field name"),

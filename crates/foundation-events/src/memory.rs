@@ -140,7 +140,7 @@ impl Backend for MemoryStore {
             st.streams.insert(stream.clone(), version);
             AppendResult { stream_version: version, first_position: Position(first), last_position: Position(st.head), duplicate: false }
         };
-        self.head_tx.send_replace(result.last_position);
+        crate::store::advance_head(&self.head_tx, result.last_position);
         Ok(result)
     }
 
@@ -187,7 +187,7 @@ impl Backend for MemoryStore {
         Ok(all.into_iter().filter(|(r, _)| relation.is_none_or(|want| want == r)).collect())
     }
 
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
+    async fn stream_version_raw(&self, stream: &StreamId) -> Result<u64, Error> {
         Ok(self.state.read().streams.get(stream).copied().unwrap_or(0))
     }
 
@@ -203,7 +203,7 @@ impl Backend for MemoryStore {
         Ok(doomed.len() as u64)
     }
 
-    async fn head(&self) -> Result<Position, Error> {
+    async fn head_raw(&self) -> Result<Position, Error> {
         Ok(Position(self.state.read().head))
     }
 

@@ -101,13 +101,13 @@ pub trait Backend: Send + Sync {
     ) -> impl Future<Output = Result<Vec<(String, EventId)>, Error>> + Send;
 
     /// The stream's version (0 = no stream); pruning does not lower it.
-    fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<u64, Error>> + Send;
+    fn stream_version_raw(&self, stream: &StreamId) -> impl Future<Output = Result<u64, Error>> + Send;
 
     /// Deletes matching events; returns how many.
     fn prune_raw(&self, filter: &Expr) -> impl Future<Output = Result<u64, Error>> + Send;
 
     /// The highest committed position (0 when empty).
-    fn head(&self) -> impl Future<Output = Result<Position, Error>> + Send;
+    fn head_raw(&self) -> impl Future<Output = Result<Position, Error>> + Send;
 
     /// A receiver that changes when new events may have been committed.
     fn watch_head(&self) -> watch::Receiver<Position>;
@@ -143,6 +143,23 @@ pub trait EventStore: Backend {
             check_batch(&events, self.registry())?;
             self.append_checked(stream, expected, events).await
         }
+    }
+
+    /// The stream's version: the number of events ever appended to it (0 = no
+    /// stream). Pruning does not lower it.
+    ///
+    /// # Errors
+    /// [`Error::Backend`].
+    fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<u64, Error>> + Send {
+        self.stream_version_raw(stream)
+    }
+
+    /// The highest committed global position ([`Position::START`] when empty).
+    ///
+    /// # Errors
+    /// [`Error::Backend`].
+    fn head(&self) -> impl Future<Output = Result<Position, Error>> + Send {
+        self.head_raw()
     }
 
     /// One page of events matching `query`, upcast.
@@ -315,6 +332,17 @@ pub trait EventStore: Backend {
 }
 
 impl<T: Backend + ?Sized> EventStore for T {}
+
+/// Moves a head watch forward (never back), waking subscribers only on change.
+pub(crate) fn advance_head(head: &watch::Sender<Position>, to: Position) {
+    head.send_if_modified(|h| {
+        let newer = to > *h;
+        if newer {
+            *h = to;
+        }
+        newer
+    });
+}
 
 pub(crate) fn check_batch(events: &[NewEvent], registry: Option<&SchemaRegistry>) -> Result<(), Error> {
     if events.is_empty() {

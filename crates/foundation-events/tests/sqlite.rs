@@ -31,7 +31,7 @@ async fn schemas_with_registry() {
 
 #[tokio::test]
 async fn reopening_keeps_the_log_and_head() {
-    use foundation_events::{Backend, EventStore, ExpectedVersion, NewEvent, Position};
+    use foundation_events::{EventStore, ExpectedVersion, NewEvent, Position};
     let dir = TempDir::new();
     let path = dir.0.join("events.db");
     {

@@ -383,6 +383,19 @@ where
     raw.into_event()
 }
 
+/// Decodes a `(relation, other event id)` row of `event_links`.
+pub(crate) fn decode_link<R>(row: &R) -> Result<(String, EventId), Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let relation: String = row.try_get(0)?;
+    let other: String = row.try_get(1)?;
+    let other = other.parse().map_err(|e: uuid::Error| Error::Corrupt { position: 0, reason: format!("link target: {e}") })?;
+    Ok((relation, other))
+}
+
 impl RawRow {
     fn into_event(self) -> Result<RecordedEvent, Error> {
         let position = u64::try_from(self.position).unwrap_or(0);

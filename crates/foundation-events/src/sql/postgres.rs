@@ -9,13 +9,13 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row as _};
 use tokio::sync::{oneshot, watch};
 
-use super::{Dialect, Param, Row, Sql, decode_row};
+use super::{Dialect, Param, Row, Sql, decode_link, decode_row};
 use crate::envelope::{AppendResult, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
 use crate::error::Error;
 use crate::memory::idempotency;
 use crate::query::{Expr, Query};
 use crate::schema::SchemaRegistry;
-use crate::store::{Backend, LinkDirection};
+use crate::store::{Backend, LinkDirection, advance_head};
 
 /// Configuration of a [`PostgresStore`].
 ///
@@ -237,15 +237,6 @@ impl PostgresStore {
         format!("{}.{table}", self.inner.schema)
     }
 
-    fn bump_head(&self, last: Position) {
-        self.inner.head_tx.send_if_modified(|h| {
-            let newer = last > *h;
-            if newer {
-                *h = last;
-            }
-            newer
-        });
-    }
 }
 
 /// Follows NOTIFY payloads (the last committed position) into the watch.
@@ -258,13 +249,7 @@ async fn listen(mut listener: PgListener, head: Arc<watch::Sender<Position>>, mu
             n = listener.recv() => match n {
                 Ok(n) => {
                     if let Ok(p) = n.payload().parse::<u64>() {
-                        head.send_if_modified(|h| {
-                            let newer = Position(p) > *h;
-                            if newer {
-                                *h = Position(p);
-                            }
-                            newer
-                        });
+                        advance_head(&head, Position(p));
                     }
                 }
                 Err(e) => {
@@ -429,7 +414,7 @@ impl Backend for PostgresStore {
             .await?;
         tx.commit().await?;
         let last = Position(u64::try_from(last).unwrap_or(0));
-        self.bump_head(last);
+        advance_head(&self.inner.head_tx, last);
         Ok(AppendResult {
             stream_version: version,
             first_position: Position(u64::try_from(first).unwrap_or(0)),
@@ -473,17 +458,10 @@ impl Backend for PostgresStore {
             .bind(relation.map(str::to_owned))
             .fetch_all(&self.inner.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let rel: String = r.try_get(0)?;
-                let other: String = r.try_get(1)?;
-                let other = other.parse().map_err(|e: uuid::Error| Error::Corrupt { position: 0, reason: format!("link target: {e}") })?;
-                Ok((rel, other))
-            })
-            .collect()
+        rows.iter().map(decode_link).collect()
     }
 
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
+    async fn stream_version_raw(&self, stream: &StreamId) -> Result<u64, Error> {
         let v: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT version FROM {} WHERE stream_id = $1", self.t("streams"))))
             .bind(stream.as_str())
             .fetch_optional(&self.inner.pool)
@@ -505,7 +483,7 @@ impl Backend for PostgresStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    async fn head(&self) -> Result<Position, Error> {
+    async fn head_raw(&self) -> Result<Position, Error> {
         let h: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT position FROM {} WHERE id = 1", self.t("log_head"))))
             .fetch_one(&self.inner.pool)
             .await?;

@@ -7,16 +7,16 @@ use std::time::Duration;
 use foundation_core::{Validate, Validator};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Row as _, Sqlite, SqlitePool};
+use sqlx::{AssertSqlSafe, Sqlite, SqlitePool};
 use tokio::sync::{Mutex, watch};
 
-use super::{Dialect, Param, Row, Sql, decode_row};
+use super::{Dialect, Param, Row, Sql, decode_link, decode_row};
 use crate::envelope::{AppendResult, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
 use crate::error::Error;
 use crate::memory::idempotency;
 use crate::query::{Expr, Query};
 use crate::schema::SchemaRegistry;
-use crate::store::{Backend, LinkDirection};
+use crate::store::{Backend, LinkDirection, advance_head};
 
 /// Configuration of a [`SqliteStore`].
 ///
@@ -112,6 +112,9 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS event_links_target ON event_links (target_id, relation)",
     "CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(body, content='', contentless_delete=1)",
 ];
+
+/// Rows per multi-row INSERT (16 parameters each, well under SQLite's 32,766).
+const ROWS_PER_STATEMENT: usize = 500;
 
 #[derive(Debug)]
 struct Inner {
@@ -254,47 +257,55 @@ impl Backend for SqliteStore {
             .fetch_one(&mut *tx)
             .await?;
         let first = u64::try_from(last - n + 1).unwrap_or(0);
-        let mut version = actual;
-        for (i, e) in events.iter().enumerate() {
-            version += 1;
-            let r = Row::new(e, first + i as u64, version);
-            sqlx::query(
-                "INSERT INTO events (position, id, stream_id, stream_version, type, source, subject, time, schema_version, dataschema, data, metadata, correlation_id, causation_id, tenant, links)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            )
-            .bind(r.position)
-            .bind(r.id)
-            .bind(stream.as_str())
-            .bind(r.stream_version)
-            .bind(r.event_type)
-            .bind(r.source)
-            .bind(r.subject)
-            .bind(r.time)
-            .bind(r.schema_version)
-            .bind(r.dataschema)
-            .bind(r.data)
-            .bind(r.metadata)
-            .bind(r.correlation_id)
-            .bind(r.causation_id)
-            .bind(r.tenant)
-            .bind(r.links)
-            .execute(&mut *tx)
-            .await?;
-            if !r.text.trim().is_empty() {
-                sqlx::query("INSERT INTO events_fts (rowid, body) VALUES ($1, $2)")
-                    .bind(r.position)
-                    .bind(r.text)
-                    .execute(&mut *tx)
-                    .await?;
+        let rows: Vec<Row> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Row::new(e, first + i as u64, actual + 1 + i as u64))
+            .collect();
+        let version = actual + events.len() as u64;
+        // Multi-row inserts: a few statements per batch instead of one per event.
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut b = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (position, id, stream_id, stream_version, type, source, subject, time, schema_version, dataschema, data, metadata, correlation_id, causation_id, tenant, links) ",
+            );
+            b.push_values(chunk, |mut v, r| {
+                v.push_bind(r.position)
+                    .push_bind(r.id.clone())
+                    .push_bind(stream.as_str().to_owned())
+                    .push_bind(r.stream_version)
+                    .push_bind(r.event_type.clone())
+                    .push_bind(r.source.clone())
+                    .push_bind(r.subject.clone())
+                    .push_bind(r.time)
+                    .push_bind(r.schema_version)
+                    .push_bind(r.dataschema.clone())
+                    .push_bind(r.data.clone())
+                    .push_bind(r.metadata.clone())
+                    .push_bind(r.correlation_id.clone())
+                    .push_bind(r.causation_id.clone())
+                    .push_bind(r.tenant.clone())
+                    .push_bind(r.links.clone());
+            });
+            b.build().execute(&mut *tx).await?;
+            let texts: Vec<&Row> = chunk.iter().filter(|r| !r.text.trim().is_empty()).collect();
+            if !texts.is_empty() {
+                let mut b = sqlx::QueryBuilder::<Sqlite>::new("INSERT INTO events_fts (rowid, body) ");
+                b.push_values(texts, |mut v, r| {
+                    v.push_bind(r.position).push_bind(r.text.clone());
+                });
+                b.build().execute(&mut *tx).await?;
             }
-            for l in &e.links {
-                sqlx::query("INSERT OR IGNORE INTO event_links (source_id, relation, target_id) VALUES ($1, $2, $3)")
-                    .bind(e.id.to_string())
-                    .bind(l.relation.clone())
-                    .bind(l.target.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
+        }
+        let links: Vec<(String, &str, String)> = events
+            .iter()
+            .flat_map(|e| e.links.iter().map(move |l| (e.id.to_string(), l.relation.as_str(), l.target.to_string())))
+            .collect();
+        for chunk in links.chunks(ROWS_PER_STATEMENT) {
+            let mut b = sqlx::QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO event_links (source_id, relation, target_id) ");
+            b.push_values(chunk, |mut v, (src, rel, dst)| {
+                v.push_bind(src.clone()).push_bind((*rel).to_owned()).push_bind(dst.clone());
+            });
+            b.build().execute(&mut *tx).await?;
         }
         sqlx::query("INSERT INTO streams (stream_id, version) VALUES ($1, $2) ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version")
             .bind(stream.as_str())
@@ -303,13 +314,7 @@ impl Backend for SqliteStore {
             .await?;
         tx.commit().await?;
         let last = Position(u64::try_from(last).unwrap_or(0));
-        self.inner.head_tx.send_if_modified(|h| {
-            let newer = last > *h;
-            if newer {
-                *h = last;
-            }
-            newer
-        });
+        advance_head(&self.inner.head_tx, last);
         Ok(AppendResult { stream_version: version, first_position: Position(first), last_position: last, duplicate: false })
     }
 
@@ -346,17 +351,10 @@ impl Backend for SqliteStore {
             .bind(relation.map(str::to_owned))
             .fetch_all(&self.inner.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let rel: String = r.try_get(0)?;
-                let other: String = r.try_get(1)?;
-                let other = other.parse().map_err(|e: uuid::Error| Error::Corrupt { position: 0, reason: format!("link target: {e}") })?;
-                Ok((rel, other))
-            })
-            .collect()
+        rows.iter().map(decode_link).collect()
     }
 
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
+    async fn stream_version_raw(&self, stream: &StreamId) -> Result<u64, Error> {
         let v: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
             .bind(stream.as_str())
             .fetch_optional(&self.inner.pool)
@@ -382,7 +380,7 @@ impl Backend for SqliteStore {
         Ok(deleted)
     }
 
-    async fn head(&self) -> Result<Position, Error> {
+    async fn head_raw(&self) -> Result<Position, Error> {
         let h: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1").fetch_one(&self.inner.pool).await?;
         Ok(Position(u64::try_from(h).unwrap_or(0)))
     }

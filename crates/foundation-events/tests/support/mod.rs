@@ -77,6 +77,7 @@ macro_rules! behaviour_suite {
             links_are_queryable_both_ways,
             retention_keeps_order,
             schemas_reject_and_upcasters_upgrade,
+            generated_filters_agree_with_the_reference_evaluator,
         );
     };
     (@tests $make:path, $cleanup:path, $attrs:tt, $($name:ident),* $(,)?) => {
@@ -529,4 +530,69 @@ pub async fn schemas_reject_and_upcasters_upgrade<S: EventStore + Clone>(s: S) {
     let all = s.query_all(Expr::event_type("llm.answer")).await.unwrap();
     let decoded: Vec<Answer> = all.iter().map(|e| e.decode().unwrap()).collect();
     assert_eq!(decoded[1], Answer { model: "claude".into(), total_tokens: 7 });
+}
+
+/// Random filter trees over the query corpus (leaves on every field kind,
+/// and/or/not up to depth 3).
+pub fn filter_strategy() -> impl proptest::strategy::Strategy<Value = Expr> {
+    use foundation_events::{Field, Literal};
+    use proptest::prelude::*;
+    let lit = prop_oneof![
+        Just(Literal::Null),
+        any::<bool>().prop_map(Literal::Bool),
+        (-5i64..45).prop_map(Literal::Int),
+        (-2.0f64..12.0).prop_map(|f| Literal::Float((f * 4.0).round() / 4.0)),
+        prop::sample::select(vec!["gpt-4o", "claude", "gpt", "fast", "slow", "h", "", "request number 1"]).prop_map(|s| Literal::Str(s.to_owned())),
+    ];
+    let path = prop::sample::select(vec!["model", "n", "ratio", "ok", "tags", "tags[0]", "usage.total_tokens", "maybe", "missing", "msg"]);
+    let op = prop::sample::select(vec!["=", "!=", "<", "<=", ">", ">="]);
+    let data_leaf = (path.clone(), op, lit.clone()).prop_map(|(p, op, v)| {
+        let f = Expr::data(p).unwrap();
+        match op {
+            "=" => f.eq(v),
+            "!=" => f.ne(v),
+            "<" => f.lt(v),
+            "<=" => f.le(v),
+            ">" => f.gt(v),
+            _ => f.ge(v),
+        }
+    });
+    let contains = (path.clone(), lit).prop_map(|(p, v)| Expr::data(p).unwrap().contains(v));
+    let exists = path.prop_map(|p| Expr::data(p).unwrap().exists());
+    let envelope = prop_oneof![
+        prop::sample::select(vec!["llm.request", "llm.response", "llm.retry", "nope"]).prop_map(Expr::event_type),
+        prop::sample::select(vec!["acme", "globex"]).prop_map(Expr::tenant),
+        prop::sample::select(vec!["req-0", "req-1"]).prop_map(Expr::subject),
+        Just(Expr::field(Field::Subject).exists()),
+        (0i64..45).prop_map(|p| Expr::field(Field::Position).gt(p)),
+        (0i64..12).prop_map(|v| Expr::field(Field::Version).le(v)),
+        prop::sample::select(vec!["rate", "quickly", "number provider"]).prop_map(Expr::text),
+    ];
+    let leaf = prop_oneof![3 => data_leaf, 1 => contains, 1 => exists, 2 => envelope];
+    leaf.prop_recursive(3, 16, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 1..3).prop_map(Expr::And),
+            prop::collection::vec(inner.clone(), 1..3).prop_map(Expr::Or),
+            inner.prop_map(Expr::negate),
+        ]
+    })
+}
+
+pub async fn generated_filters_agree_with_the_reference_evaluator<S: EventStore + Clone>(s: S) {
+    use proptest::strategy::{Strategy, ValueTree};
+    let all = seed_query_corpus(&s).await;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = filter_strategy();
+    let mut nonempty = 0;
+    for _ in 0..300 {
+        let filter = strategy.new_tree(&mut runner).unwrap().current();
+        if filter.check().is_err() {
+            continue;
+        }
+        let want: Vec<u64> = all.iter().filter(|e| filter.matches(e)).map(|e| e.position.get()).collect();
+        let got: Vec<u64> = s.query_all(filter.clone()).await.unwrap_or_else(|e| panic!("{filter:?}: {e}")).iter().map(|e| e.position.get()).collect();
+        assert_eq!(got, want, "filter {filter:?}");
+        nonempty += usize::from(!want.is_empty() && want.len() < all.len());
+    }
+    assert!(nonempty > 50, "the generator produced too few selective filters ({nonempty})");
 }

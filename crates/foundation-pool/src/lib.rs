@@ -29,11 +29,22 @@
 //!   one deadline and tells checkout failure, operation timeout and the
 //!   operation's own error apart; the object is returned or discarded, also on
 //!   cancellation and panic.
+//! - **Load-aware sharing**: [`Multiplexed`] leases objects that serve several
+//!   requests at once (HTTP/2 clients) least-in-flight first, up to a
+//!   per-object limit; exclusive checkouts keep LIFO or FIFO
+//!   ([`QueueMode`]).
+//! - **Replicas**: [`Replicas`] spreads checkouts over one pool per backend
+//!   by health and load, probes a failing one once its backoff expires, and
+//!   fails over.
 //! - **Runtime reconfiguration**: [`ElasticPool::reconfigure`] swaps in a new
 //!   validated [`PoolConfig`] (bounds, timeouts, intervals, controller).
+//! - **Observability**: [`ElasticPool::status`], metrics through the `metrics`
+//!   facade (sizes, checkout-wait histogram, scale events, closed objects by
+//!   reason, creation failures, rejections) and `tracing` events.
 //!
 //! Any deadpool [`Manager`] works unchanged; [`FnManager`] makes one from two
-//! async closures.
+//! async closures, and `postgres::PgManager` (feature `postgres`) pools
+//! PostgreSQL connections.
 //!
 //! ```
 //! use std::time::Duration;
@@ -66,9 +77,12 @@
 //!
 //! # Feature flags
 //!
-//! This crate has no optional features yet. It always depends on tokio
-//! (`rt`, `sync`, `time`) for its background tasks and timers; no task is
-//! spawned until [`ElasticPool::start`].
+//! - `postgres`: [`postgres::PgManager`], PostgreSQL connections on
+//!   `tokio-postgres` (no TLS), checked with `SELECT 1`.
+//!
+//! The crate always depends on tokio (`rt`, `sync`, `time`, `macros`) for its
+//! background tasks and timers; no task is spawned until
+//! [`ElasticPool::start`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
@@ -79,6 +93,9 @@ mod maintenance;
 mod manager;
 mod multiplex;
 mod pool;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 mod replicas;
 mod shared;
 

@@ -1,6 +1,10 @@
 //! A scriptable fake manager for fault-injection tests: fail creates, take the
 //! backend down and up, slow or hanging creates and checks, broken objects.
 #![allow(dead_code, unreachable_pub, reason = "each test binary uses a subset")]
+#![allow(clippy::expect_used, reason = "test support fails loudly")]
+
+#[cfg(feature = "postgres")]
+pub mod proxy;
 
 use std::collections::HashSet;
 use std::sync::Arc;

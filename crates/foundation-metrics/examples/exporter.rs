@@ -42,13 +42,15 @@ async fn main() {
     );
     let costs = CostQuery::new(handle.clone());
     println!("total spend ${}", costs.total_cost(&Filter::all()));
-    println!("top tenants {:?}", costs.top_by_spend(Dimension::Tenant, 2, None));
+    for (tenant, spend) in costs.top_by_spend(Dimension::Tenant, 2, None) {
+        println!("tenant {tenant}: ${spend}");
+    }
 
     let mut s = tokio::net::TcpStream::connect(exporter.local_addr()).await.unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).await.unwrap();
-    for line in body.lines().filter(|l| l.contains("llm_request_duration_seconds_bucket{model=\"large\"")).take(5) {
+    for line in body.lines().filter(|l| l.contains("llm_request_duration_seconds_bucket{model=\"large\"") && !l.ends_with(" 0")).take(6) {
         println!("{line}");
     }
 }

@@ -232,7 +232,9 @@ pub enum Literal {
 }
 
 impl Literal {
-    pub(crate) fn to_json(&self) -> Value {
+    /// The literal as a JSON value (times as RFC 3339 strings).
+    #[must_use]
+    pub fn to_json(&self) -> Value {
         match self {
             Self::Null => Value::Null,
             Self::Bool(b) => Value::Bool(*b),
@@ -305,17 +307,6 @@ impl CmpOp {
         }
     }
 
-    /// The SQL spelling.
-    pub(crate) fn sql(self) -> &'static str {
-        match self {
-            Self::Eq => "=",
-            Self::Ne => "<>",
-            Self::Lt => "<",
-            Self::Le => "<=",
-            Self::Gt => ">",
-            Self::Ge => ">=",
-        }
-    }
 }
 
 /// A filter over events. Construct with the helpers, combine with
@@ -702,24 +693,6 @@ fn collect_words(v: &Value, out: &mut std::collections::HashSet<String>) {
         Value::Object(o) => o.values().for_each(|v| collect_words(v, out)),
         _ => {}
     }
-}
-
-/// The string values of `data` joined by spaces: the document the full-text indexes see.
-pub(crate) fn text_document(v: &Value) -> String {
-    fn walk(v: &Value, out: &mut String) {
-        match v {
-            Value::String(s) => {
-                out.push_str(s);
-                out.push(' ');
-            }
-            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
-            Value::Object(o) => o.values().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
-    let mut s = String::new();
-    walk(v, &mut s);
-    s
 }
 
 /// Read direction.

@@ -6,6 +6,8 @@ pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
+use serde_json::Value;
+
 use crate::envelope::{EventId, Link, Position, RecordedEvent, StreamId, Timestamp};
 use crate::error::Error;
 use crate::query::{CmpOp, Direction, Expr, Field, JsonPath, Literal, PathSegment, Query, text_tokens};
@@ -158,7 +160,7 @@ impl Sql {
                         // `Expr::check` rejects other literals on envelope fields.
                         _ => return "FALSE".to_owned(),
                     };
-                    format!("({col} {} {p})", op.sql())
+                    format!("({col} {} {p})", op_sql(*op))
                 }
             },
         }
@@ -199,15 +201,15 @@ impl Sql {
                     Literal::Bool(b) => format!("({ty} = '{b}')"),
                     Literal::Int(i) => {
                         let p = self.param(Param::Int(*i));
-                        format!("({ty} IN ('integer', 'real') AND {val} {} {p})", op.sql())
+                        format!("({ty} IN ('integer', 'real') AND {val} {} {p})", op_sql(op))
                     }
                     Literal::Float(f) => {
                         let p = self.param(Param::Real(*f));
-                        format!("({ty} IN ('integer', 'real') AND {val} {} {p})", op.sql())
+                        format!("({ty} IN ('integer', 'real') AND {val} {} {p})", op_sql(op))
                     }
                     Literal::Str(s) => {
                         let p = self.param(Param::Text(s.clone()));
-                        format!("({ty} = 'text' AND {val} {} {p})", op.sql())
+                        format!("({ty} = 'text' AND {val} {} {p})", op_sql(op))
                     }
                     Literal::Time(_) => "FALSE".to_owned(),
                 }
@@ -245,12 +247,12 @@ impl Sql {
                                 let p = self.param(Param::Text(s.clone()));
                                 format!(
                                     "(jsonb_typeof({x}) = 'string' AND ({col} #>> {pp}::text[]) COLLATE \"C\" {} {p} COLLATE \"C\")",
-                                    op.sql()
+                                    op_sql(op)
                                 )
                             }
                             Literal::Int(_) | Literal::Float(_) => {
                                 let v = self.pg_json_param(value);
-                                format!("(jsonb_typeof({x}) = 'number' AND {x} {} {v})", op.sql())
+                                format!("(jsonb_typeof({x}) = 'number' AND {x} {} {v})", op_sql(op))
                             }
                             _ => "FALSE".to_owned(),
                         }
@@ -328,6 +330,36 @@ fn pg_path(path: &JsonPath) -> Vec<String> {
             PathSegment::Index(i) => i.to_string(),
         })
         .collect()
+}
+
+/// The string values of `data` joined by spaces: the document the full-text indexes see.
+pub(crate) fn text_document(v: &Value) -> String {
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push(' ');
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            Value::Object(o) => o.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut s = String::new();
+    walk(v, &mut s);
+    s
+}
+
+/// The SQL spelling of an operator.
+fn op_sql(op: CmpOp) -> &'static str {
+    match op {
+        CmpOp::Eq => "=",
+        CmpOp::Ne => "<>",
+        CmpOp::Lt => "<",
+        CmpOp::Le => "<=",
+        CmpOp::Gt => ">",
+        CmpOp::Ge => ">=",
+    }
 }
 
 pub(crate) fn pos_i64(p: Position) -> i64 {
@@ -460,7 +492,7 @@ impl Row {
             causation_id: e.causation_id.map(|c| c.to_string()),
             tenant: e.tenant.clone(),
             links: serde_json::to_string(&e.links).unwrap_or_else(|_| "[]".to_owned()),
-            text: crate::query::text_document(&e.data),
+            text: text_document(&e.data),
         }
     }
 }

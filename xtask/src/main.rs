@@ -96,6 +96,10 @@ fn test(root: &Path) -> Result<(), Error> {
         .cwd(root)
         .run()?;
 
+    step("test tools");
+    // foundation-metrics checks its exposition with `promtool check metrics`.
+    services::ensure_package("prometheus", &["promtool"])?;
+
     step("starting backend servers");
     let services = services::Running::start_for_tests(root)?;
     for (key, value) in services.env() {

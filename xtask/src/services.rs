@@ -278,11 +278,17 @@ fn locate(program: &str) -> Option<PathBuf> {
 
 /// Locates `programs`, installing `kind`'s Debian package when missing and allowed.
 fn ensure(kind: Kind, programs: &[&str]) -> Result<Vec<PathBuf>, Error> {
+    ensure_package(kind.debian_package(), programs)
+}
+
+/// Locates `programs`, installing the Debian `package` that provides them when
+/// they are missing and xtask runs as root with apt-get; otherwise fails with
+/// the command to run.
+pub(crate) fn ensure_package(package: &str, programs: &[&str]) -> Result<Vec<PathBuf>, Error> {
     let found: Option<Vec<PathBuf>> = programs.iter().map(|p| locate(p)).collect();
     if let Some(paths) = found {
         return Ok(paths);
     }
-    let package = kind.debian_package();
     if !(is_root() && has_program("apt-get")) {
         return Err(Error::msg(format!(
             "{} is not installed; install it with:\n    sudo apt-get install -y {package}",

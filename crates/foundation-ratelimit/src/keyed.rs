@@ -39,7 +39,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use foundation_core::{Clock, SharedClock, SystemClock};
+use foundation_core::Clock;
 use parking_lot::RwLock;
 
 use crate::charge::Charge;
@@ -47,6 +47,7 @@ use crate::config::LimiterConfig;
 use crate::error::{AcquireError, ConfigError};
 use crate::limiter::{RateLimiter, Shared};
 use crate::permit::Permit;
+use crate::time::TimeSource;
 
 /// A limiter per key; clones share the keys.
 pub struct KeyedRateLimiter<K> {
@@ -76,7 +77,7 @@ impl<K> Clone for KeyedRateLimiter<K> {
 #[must_use]
 pub struct KeyedBuilder<K> {
     config: LimiterConfig,
-    clock: SharedClock,
+    time: TimeSource,
     max_keys: usize,
     shards: usize,
     sweep_every: u64,
@@ -88,7 +89,7 @@ pub struct KeyedBuilder<K> {
 impl<K: Hash + Eq + Clone> KeyedBuilder<K> {
     /// Reads time from `clock` (default: the system clock).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.time = TimeSource::of(clock);
         self
     }
 
@@ -115,7 +116,7 @@ impl<K: Hash + Eq + Clone> KeyedBuilder<K> {
     /// # Errors
     /// The configuration's validation errors.
     pub fn build(self) -> Result<KeyedRateLimiter<K>, ConfigError> {
-        let shared = Arc::new(Shared::new(self.config, self.clock)?);
+        let shared = Arc::new(Shared::new(self.config, self.time)?);
         let shards = (0..self.shards)
             .map(|_| RwLock::new(HashMap::with_hasher(RandomState::new())))
             .collect();
@@ -149,7 +150,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         let cpus = std::thread::available_parallelism().map_or(4, std::num::NonZero::get);
         KeyedBuilder {
             config,
-            clock: Arc::new(SystemClock),
+            time: TimeSource::System,
             max_keys: 1_000_000,
             shards: (cpus * 4).max(8).next_power_of_two(),
             sweep_every: 4096,

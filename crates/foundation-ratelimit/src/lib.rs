@@ -71,6 +71,7 @@ mod permit;
 pub mod redis;
 pub mod profile;
 pub mod telemetry;
+mod time;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;

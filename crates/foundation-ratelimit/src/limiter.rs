@@ -4,9 +4,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use foundation_core::{Clock, Reloadable, SharedClock, SystemClock, Validate};
+use foundation_core::{Clock, Reloadable, SharedClock, Validate};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -17,6 +17,7 @@ use crate::gcra::{self, Gcra};
 use crate::headers::RateLimitInfo;
 use crate::permit::Permit;
 use crate::telemetry::Telemetry;
+use crate::time::{Epoch, TimeSource};
 
 /// A limiter over several rate dimensions and an optional concurrency limit.
 ///
@@ -59,8 +60,7 @@ pub(crate) struct Inner {
 /// Configuration-derived data, shared by every key of a keyed limiter.
 pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
-    clock: SharedClock,
-    epoch: Instant,
+    epoch: Epoch,
     pub(crate) dims: Box<[DimShared]>,
     concurrency: AtomicU32,
     pub(crate) max_waiters: AtomicUsize,
@@ -147,7 +147,7 @@ impl DimShared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: LimiterConfig, clock: SharedClock) -> Result<Self, ConfigError> {
+    pub(crate) fn new(config: LimiterConfig, time: TimeSource) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut dims = Vec::with_capacity(config.dimensions.len());
         for (i, d) in config.dimensions.iter().enumerate() {
@@ -168,12 +168,10 @@ impl Shared {
             dims.push(dim);
         }
         let names: Vec<String> = config.dimensions.iter().map(|d| d.name.clone()).collect();
-        let epoch = clock.now();
         Ok(Self {
             name: Arc::from(config.name.as_str()),
             telemetry: Telemetry::register(&config.name, &names),
-            clock,
-            epoch,
+            epoch: Epoch::new(time),
             dims: dims.into_boxed_slice(),
             concurrency: AtomicU32::new(config.concurrency.unwrap_or(0)),
             max_waiters: AtomicUsize::new(config.queue.max_waiters),
@@ -184,11 +182,7 @@ impl Shared {
     /// Nanoseconds since the epoch on the limiter's clock.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        let d = self.clock.now().saturating_duration_since(self.epoch);
-        // u64 arithmetic rather than `as_nanos` (u128): this is the hot path.
-        d.as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(d.subsec_nanos()))
+        self.epoch.now()
     }
 
     pub(crate) fn concurrency(&self) -> Option<u32> {
@@ -278,7 +272,7 @@ impl RateLimiter {
     pub fn builder(config: LimiterConfig) -> Builder {
         Builder {
             config,
-            clock: Arc::new(SystemClock),
+            time: TimeSource::System,
         }
     }
 
@@ -682,7 +676,7 @@ impl fmt::Debug for RateLimiter {
 #[must_use]
 pub struct Builder {
     config: LimiterConfig,
-    clock: SharedClock,
+    time: TimeSource,
 }
 
 // === impl Builder ===
@@ -692,13 +686,13 @@ impl Builder {
     /// that `acquire` agrees with tokio's paused time in tests, or
     /// `ManualClock` for deterministic synchronous tests.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.time = TimeSource::of(clock);
         self
     }
 
     /// Reads time from a shared clock.
     pub fn with_shared_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
+        self.time = TimeSource::shared(clock);
         self
     }
 
@@ -707,7 +701,7 @@ impl Builder {
     /// # Errors
     /// The configuration's validation errors, each naming its field.
     pub fn build(self) -> Result<RateLimiter, ConfigError> {
-        Ok(RateLimiter::from_parts(Arc::new(Shared::new(self.config, self.clock)?)))
+        Ok(RateLimiter::from_parts(Arc::new(Shared::new(self.config, self.time)?)))
     }
 }
 

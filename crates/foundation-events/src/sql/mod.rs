@@ -6,7 +6,7 @@ pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
-use serde_json::Value;
+
 
 use crate::envelope::{EventId, Link, Position, RecordedEvent, StreamId, Timestamp};
 use crate::error::Error;
@@ -332,8 +332,10 @@ fn pg_path(path: &JsonPath) -> Vec<String> {
         .collect()
 }
 
+#[cfg(feature = "sqlite")]
 /// The string values of `data` joined by spaces: the document the full-text indexes see.
-pub(crate) fn text_document(v: &Value) -> String {
+pub(crate) fn text_document(v: &serde_json::Value) -> String {
+    use serde_json::Value;
     fn walk(v: &Value, out: &mut String) {
         match v {
             Value::String(s) => {
@@ -471,6 +473,8 @@ pub(crate) struct Row {
     pub(crate) causation_id: Option<String>,
     pub(crate) tenant: Option<String>,
     pub(crate) links: String,
+    /// The full-text document (SQLite's FTS5 table; PostgreSQL derives its own).
+    #[cfg(feature = "sqlite")]
     pub(crate) text: String,
 }
 
@@ -492,6 +496,7 @@ impl Row {
             causation_id: e.causation_id.map(|c| c.to_string()),
             tenant: e.tenant.clone(),
             links: serde_json::to_string(&e.links).unwrap_or_else(|_| "[]".to_owned()),
+            #[cfg(feature = "sqlite")]
             text: text_document(&e.data),
         }
     }

@@ -97,7 +97,7 @@ impl<V> From<V> for Loaded<V> {
 }
 
 /// Where a freshly loaded entry goes and for how long; decided by a [`Placement`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// Admit into L1.
     pub memory: bool,
@@ -105,6 +105,8 @@ pub struct Decision {
     pub lower: bool,
     /// Cap the entry's TTL.
     pub max_ttl: Option<Duration>,
+    /// Drop this key from L1 to make room (the placement's eviction choice).
+    pub evict: Option<Key>,
 }
 
 impl Decision {
@@ -113,6 +115,7 @@ impl Decision {
         memory: true,
         lower: true,
         max_ttl: None,
+        evict: None,
     };
 }
 
@@ -620,6 +623,9 @@ async fn store<V: CacheValue>(inner: &Arc<Inner<V>>, key: &Key, entry: Arc<Entry
         .as_ref()
         .map_or(Decision::ADMIT_ALL, |p| p.place(key, &entry.meta));
     let entry = capped(&entry, decision.max_ttl, now);
+    if let Some(k) = &decision.evict {
+        inner.memory.remove(k).await;
+    }
     if decision.memory {
         inner.memory.insert(key.clone(), entry.clone()).await;
     } else {

@@ -334,4 +334,13 @@ mod tests {
         assert!(cfg.validate().unwrap_err().has_error_at("dimensions[0].period"));
         assert!(LimiterConfig::new().validate().is_err());
     }
+
+    #[cfg(feature = "schemars")]
+    #[test]
+    fn json_schema_names_the_fields() {
+        let schema = serde_json::to_string(&schemars::schema_for!(LimiterConfig)).unwrap();
+        for field in ["dimensions", "concurrency", "max_waiters", "burst", "max_queued", "period"] {
+            assert!(schema.contains(field), "{field} missing from {schema}");
+        }
+    }
 }

@@ -462,6 +462,14 @@ impl RateLimiter {
         self.wake_head();
     }
 
+    /// Whether a concurrency limit is configured and reached.
+    pub(crate) fn slots_full(&self) -> bool {
+        self.inner
+            .shared
+            .concurrency()
+            .is_some_and(|limit| self.inner.state.inflight.load(Ordering::Acquire) >= limit)
+    }
+
     /// Lets the head waiter re-check after capacity came back early.
     pub(crate) fn wake_head(&self) {
         if self.inner.state.waiting.load(Ordering::Acquire) > 0

@@ -146,7 +146,14 @@ impl RateLimiter {
                         Ok(permit) => {
                             q.waiters.pop_front();
                             state.waiting.fetch_sub(1, Ordering::AcqRel);
-                            if let Some(next) = q.waiters.front() {
+                            // The next waiter becomes head. If every concurrency slot
+                            // is taken it could only go back to sleep: the release of a
+                            // slot wakes it instead (one wake-up per hand-off). The
+                            // releaser decrements before it takes the queue lock we
+                            // hold, so no release is missed.
+                            if let Some(next) = q.waiters.front()
+                                && !self.slots_full()
+                            {
                                 next.notify.notify_one();
                             }
                             drop(q);

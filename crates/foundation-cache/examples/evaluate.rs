@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, reason = "example output")]
 
 use foundation_cache::adaptive::eval::{self, Workload};
+use foundation_cache::warm::eval as warm;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -29,6 +30,28 @@ async fn main() {
                 if adaptive { "adaptive" } else { "moka TinyLFU" },
                 r.hit_ratio(),
                 r.saved_ratio()
+            );
+        }
+    }
+
+    println!();
+    println!("Predictive warming, L1 1000 entries, 50k requests over 2000 documents × 10 pages:");
+    println!("| workload | warming | hit ratio | demand loads | prefetches issued | precision | wasted |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, keys) in [
+        ("sequential (5% noise)", warm::sequential(5, 50_000, 2_000, 0.05)),
+        ("random", warm::random(6, 50_000, 2_000)),
+    ] {
+        for on in [false, true] {
+            let r = warm::replay(&keys, 1_000, on).await;
+            println!(
+                "| {name} | {} | {:.3} | {} | {} | {:.3} | {} |",
+                if on { "on" } else { "off" },
+                r.hit_ratio,
+                r.demand_loads,
+                r.prefetch.issued,
+                r.prefetch.precision(),
+                r.prefetch.wasted
             );
         }
     }

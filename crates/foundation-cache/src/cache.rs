@@ -162,7 +162,7 @@ struct Inner<V> {
     next_load: AtomicU64,
     epoch: AtomicU64,
     placement: Option<Arc<dyn Placement>>,
-    observer: Mutex<Option<Arc<dyn AccessObserver>>>,
+    observer: std::sync::OnceLock<Arc<dyn AccessObserver>>,
     telemetry: Telemetry,
 }
 
@@ -196,6 +196,33 @@ impl<V> fmt::Debug for TieredCache<V> {
             .field("memory", &self.inner.memory)
             .field("lower", &self.inner.lower)
             .finish_non_exhaustive()
+    }
+}
+
+/// A weak handle to a [`TieredCache`].
+pub struct WeakTieredCache<V> {
+    inner: std::sync::Weak<Inner<V>>,
+}
+
+impl<V> Clone for WeakTieredCache<V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<V> fmt::Debug for WeakTieredCache<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakTieredCache").finish_non_exhaustive()
+    }
+}
+
+impl<V> WeakTieredCache<V> {
+    /// The cache, if it is still alive.
+    #[must_use]
+    pub fn upgrade(&self) -> Option<TieredCache<V>> {
+        self.inner.upgrade().map(|inner| TieredCache { inner })
     }
 }
 
@@ -278,7 +305,7 @@ impl<V: CacheValue> TieredCacheBuilder<V> {
                 next_load: AtomicU64::new(0),
                 epoch: AtomicU64::new(0),
                 placement: self.placement,
-                observer: Mutex::new(None),
+                observer: std::sync::OnceLock::new(),
                 telemetry,
             }),
         })
@@ -342,9 +369,19 @@ impl<V: CacheValue> TieredCache<V> {
         Ok(())
     }
 
-    /// Installs an observer of every lookup (predictive warming uses it).
-    pub fn set_observer(&self, observer: Arc<dyn AccessObserver>) {
-        *self.inner.observer.lock() = Some(observer);
+    /// Installs the observer of every lookup (predictive warming uses it).
+    /// One per cache; returns false (and changes nothing) if one is installed.
+    pub fn set_observer(&self, observer: Arc<dyn AccessObserver>) -> bool {
+        self.inner.observer.set(observer).is_ok()
+    }
+
+    /// A handle that does not keep the cache alive (for observers that call
+    /// back into it).
+    #[must_use]
+    pub fn downgrade(&self) -> WeakTieredCache<V> {
+        WeakTieredCache {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     /// The value under `key`, looking through every tier (promoting what a
@@ -409,7 +446,7 @@ impl<V: CacheValue> TieredCache<V> {
         let now = self.inner.time.now_ms();
         if let Some(e) = lookup(&self.inner, key, now).await {
             if e.meta.is_stale(now) && matches!(e.payload, Payload::Value(_)) {
-                self.refresh(key, f);
+                let _started = self.refresh(key, f);
             }
             return e.value().cloned();
         }
@@ -417,16 +454,17 @@ impl<V: CacheValue> TieredCache<V> {
         load.await?.value().cloned()
     }
 
-    /// Starts a background load of `key` unless one is running; for
-    /// refresh-ahead and predictive warming. Needs a tokio runtime.
-    pub fn refresh<F, Fut, E>(&self, key: &Key, f: F)
+    /// Starts a background load of `key` unless one is running (then `f` is
+    /// dropped and this returns false); for refresh-ahead and predictive
+    /// warming. Needs a tokio runtime.
+    pub fn refresh<F, Fut, E>(&self, key: &Key, f: F) -> bool
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Loaded<V>, E>> + Send + 'static,
         E: Into<BoxError> + 'static,
     {
         if self.inner.inflight.lock().contains_key(key) {
-            return;
+            return false;
         }
         self.inner.telemetry.refreshes.increment(1);
         let load = join_or_start(&self.inner, key, f, true);
@@ -434,6 +472,7 @@ impl<V: CacheValue> TieredCache<V> {
             // The outcome is recorded by the load itself (metrics, logs).
             let _ = load.await;
         });
+        true
     }
 
     /// Whether a load for `key` is running.
@@ -513,7 +552,7 @@ async fn lookup<V: CacheValue>(
     if let Some(p) = &inner.placement {
         p.on_access(key, hit);
     }
-    if let Some(o) = inner.observer.lock().clone() {
+    if let Some(o) = inner.observer.get() {
         o.observe(key, hit);
     }
     found

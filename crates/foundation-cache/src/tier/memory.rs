@@ -158,6 +158,12 @@ impl<V: Send + Sync + 'static> MemoryTier<V> {
         self.cache.insert(key, entry).await;
     }
 
+    /// Whether `key` is present (without touching its recency).
+    #[must_use]
+    pub fn contains(&self, key: &Key) -> bool {
+        self.cache.contains_key(key)
+    }
+
     /// Removes one key.
     pub async fn remove(&self, key: &Key) {
         self.cache.invalidate(key).await;

@@ -21,6 +21,7 @@
 //! | `pool` | [`pool`] = `foundation-pool`: elastic pools over deadpool (auto-scaling, health checks, fail-fast) |
 //! | `ratelimit` | [`ratelimit`] = `foundation-ratelimit`: multi-dimensional limits (RPM + TPM + concurrency), fair waiting, provider profiles, header feedback, tower layer |
 //! | `metrics` | [`metrics`] = `foundation-metrics`: accurate latency/token/cost distributions, rolling windows, Prometheus histograms, baselines |
+//! | `events` | [`events`] = `foundation-events`: append-only event log with schemas, queries (API and text language), subscriptions, causal trace trees (memory, SQLite, PostgreSQL) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// Shared vocabulary: error classification, clocks, units, configuration.
@@ -45,3 +46,10 @@ pub use foundation_pool as pool;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use foundation_metrics as metrics;
+
+/// Durable, queryable, append-only event log with schemas: streams with
+/// optimistic concurrency, gap-free global order, catch-up subscriptions,
+/// a text query language and causal trace trees.
+#[cfg(feature = "events")]
+#[cfg_attr(docsrs, doc(cfg(feature = "events")))]
+pub use foundation_events as events;

@@ -111,16 +111,16 @@ pub(crate) async fn run(report: &mut Report) {
         let n = store.query_all(Expr::event_type(t)).await.unwrap().len();
         report.kv(&format!("  {t}"), n);
     }
-    report.kv("failures seen by live subscription", seen_failures);
+    report.kv("failures delivered to a subscriber", format!("{seen_failures} (subscribed before the workload; catch-up, then live)"));
 
     let text = r#"type = "llm.failure" and data.status = 429 and data.attempt >= 3 and time > now - 1h"#;
-    let found = store.query(&Query::parse(text).unwrap().with_limit(1)).await.unwrap();
+    let found = store.query(&Query::parse(text).unwrap()).await.unwrap();
     report.kv("query", text);
     let Some(hit) = found.events.first() else {
         report.line("no request needed three attempts");
         return;
     };
-    report.kv("found", format!("{} (subject {})", hit.id, hit.subject.as_deref().unwrap_or("-")));
+    report.kv("matches", format!("{}; first: event {} (request {})", found.events.len(), hit.id, hit.data["request"]));
     let tree = store.trace_tree(&hit.correlation_id).await.unwrap();
     report.kv("trace tree", format!("{} events, {} orphans, {} cycles", tree.len(), tree.orphans().len(), tree.cycles().len()));
     for (depth, e) in tree.walk() {
@@ -131,7 +131,8 @@ pub(crate) async fn run(report: &mut Report) {
             "llm.retry" => format!("attempt {}", e.data["attempt"]),
             _ => String::new(),
         };
-        report.line(format!("  {}{} {detail} [#{}]", "  ".repeat(depth), e.event_type, e.position));
+        let detail = if detail.is_empty() { String::new() } else { format!(" {detail}") };
+        report.line(format!("  {}{}{detail} [#{}]", "  ".repeat(depth), e.event_type, e.position));
     }
     if let Some((_, first_failure)) = tree.walk().find(|(_, e)| e.event_type == "llm.failure") {
         let retried = store.related(first_failure.id, LinkDirection::Incoming, Some("retries")).await.unwrap();

@@ -53,10 +53,12 @@ fn paused() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn drain<F, Fut>(checkout: F) -> Duration
+/// Runs the burst; `checkout` gets one object, held for `HOLD`.
+async fn drain<F, Fut, G>(checkout: F) -> Duration
 where
     F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    Fut: std::future::Future<Output = G> + Send,
+    G: Send,
 {
     let t0 = Instant::now();
     let clients: Vec<_> = (0..BURST_CLIENTS)
@@ -64,7 +66,9 @@ where
             let checkout = checkout.clone();
             tokio::spawn(async move {
                 for _ in 0..PER_CLIENT {
-                    checkout().await;
+                    let object = checkout().await;
+                    tokio::time::sleep(HOLD).await;
+                    drop(object);
                 }
             })
         })
@@ -89,11 +93,7 @@ fn elastic_drain() -> Duration {
         tokio::time::sleep(Duration::from_millis(100)).await; // warm to MIN
         drain(move || {
             let pool = pool.clone();
-            async move {
-                let c = pool.get().await.unwrap();
-                tokio::time::sleep(HOLD).await;
-                drop(c);
-            }
+            async move { pool.get().await.unwrap() }
         })
         .await
     })
@@ -112,11 +112,7 @@ fn fixed_drain(size: usize) -> Duration {
         drop(warm);
         drain(move || {
             let pool = pool.clone();
-            async move {
-                let c = pool.get().await.unwrap();
-                tokio::time::sleep(HOLD).await;
-                drop(c);
-            }
+            async move { pool.get().await.unwrap() }
         })
         .await
     })

@@ -157,22 +157,11 @@ async fn idle_objects_above_min_are_reaped() {
     cfg.controller.enabled = false;
     p.reconfigure(cfg).unwrap();
     p.start().unwrap();
-    let held: Vec<_> = futures_join(&p, 5).await;
+    let held: Vec<_> = support::hold_n(&p, 5).await;
     assert_eq!(p.status().size, 5);
     drop(held);
     run_for(Duration::from_secs(11)).await;
     assert_eq!(p.status().size, 1, "reaped down to min");
-}
-
-async fn futures_join(
-    p: &ElasticPool<FakeManager>,
-    n: usize,
-) -> Vec<foundation_pool::Pooled<FakeManager>> {
-    let mut v = Vec::new();
-    for _ in 0..n {
-        v.push(p.get().await.unwrap());
-    }
-    v
 }
 
 #[tokio::test(start_paused = true)]

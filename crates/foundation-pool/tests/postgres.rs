@@ -77,7 +77,7 @@ async fn health_checks_replace_terminated_connections_before_users_see_errors() 
 
     let mut old = Vec::new();
     {
-        let held: Vec<_> = futures_all(&pool, 3).await;
+        let held: Vec<_> = support::hold_n(&pool, 3).await;
         for c in &held {
             let pid: i32 = c
                 .query_one("SELECT pg_backend_pid()", &[])
@@ -107,7 +107,7 @@ async fn health_checks_replace_terminated_connections_before_users_see_errors() 
     .await;
 
     // Users see only working connections.
-    let held: Vec<_> = futures_all(&pool, 3).await;
+    let held: Vec<_> = support::hold_n(&pool, 3).await;
     for c in &held {
         let pid: i32 = c
             .query_one("SELECT pg_backend_pid()", &[])
@@ -187,15 +187,4 @@ async fn recovers_after_the_server_goes_away_and_comes_back() {
         .expect("query after recovery");
     drop(c);
     pool.shutdown();
-}
-
-async fn futures_all(
-    pool: &ElasticPool<PgManager>,
-    n: usize,
-) -> Vec<foundation_pool::Pooled<PgManager>> {
-    let mut v = Vec::new();
-    for _ in 0..n {
-        v.push(pool.get().await.unwrap());
-    }
-    v
 }

@@ -120,6 +120,22 @@ impl Manager for FakeManager {
     }
 }
 
+/// Checks out `n` objects one after the other and holds them.
+pub async fn hold_n<M>(
+    pool: &foundation_pool::ElasticPool<M>,
+    n: usize,
+) -> Vec<foundation_pool::Pooled<M>>
+where
+    M: Manager,
+    M::Error: std::fmt::Debug,
+{
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        held.push(pool.get().await.expect("checkout"));
+    }
+    held
+}
+
 /// Lets background tasks run for `d` of paused time.
 pub async fn run_for(d: Duration) {
     tokio::time::sleep(d).await;

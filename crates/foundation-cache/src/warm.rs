@@ -48,7 +48,7 @@ pub struct WarmConfig {
     pub model_keys: usize,
     /// Minimum share of a key's observed successors the prediction must have.
     pub min_confidence: f64,
-    /// Minimum observations of a key before predicting from it.
+    /// Minimum times the predicted successor must have followed the key.
     pub min_support: u32,
 }
 
@@ -203,7 +203,9 @@ impl<V: CacheValue> Prefetcher<V> {
         let list = m.succ.get(key)?;
         let total: u32 = list.iter().map(|(_, c)| *c).sum();
         let (best, count) = list.iter().max_by_key(|(_, c)| *c)?;
-        (total >= self.config.min_support && f64::from(*count) >= self.config.min_confidence * f64::from(total))
+        // The successor itself must have been seen `min_support` times: on
+        // data without structure, one coincidence is not a pattern.
+        (*count >= self.config.min_support && f64::from(*count) >= self.config.min_confidence * f64::from(total))
             .then(|| best.clone())
     }
 }

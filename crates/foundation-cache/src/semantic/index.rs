@@ -258,6 +258,11 @@ impl AnnSnapshot {
         self.len
     }
 
+    /// Changes how many cells a search scans.
+    pub fn set_nprobe(&mut self, nprobe: usize) {
+        self.nprobe = nprobe.max(1);
+    }
+
     /// Whether the snapshot is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {

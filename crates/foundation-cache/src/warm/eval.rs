@@ -104,6 +104,6 @@ mod tests {
         let rnd = random(6, 20_000, 2_000);
         let (cold, warm) = (replay(&rnd, 1_000, false).await, replay(&rnd, 1_000, true).await);
         assert!(warm.hit_ratio >= cold.hit_ratio - 0.01, "{warm:?} vs {cold:?}");
-        assert!(warm.prefetch.issued < 2_000, "few confident predictions on random data: {warm:?}");
+        assert!(warm.prefetch.issued < 200, "few confident predictions on random data: {warm:?}");
     }
 }

@@ -34,7 +34,7 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -57,7 +57,10 @@ pub struct KeyedRateLimiter<K> {
 struct KeyedInner<K> {
     shared: Arc<Shared>,
     shards: Box<[RwLock<HashMap<K, RateLimiter, RandomState>>]>,
-    hasher: RandomState,
+    /// Seed of the (cheap) shard selector; the maps themselves use SipHash
+    /// with random keys, so crafted keys can crowd a shard but cannot make
+    /// lookups degrade.
+    shard_seed: u64,
     max_keys: usize,
     sweep_every: u64,
     len: AtomicUsize,
@@ -124,7 +127,7 @@ impl<K: Hash + Eq + Clone> KeyedBuilder<K> {
             inner: Arc::new(KeyedInner {
                 shared,
                 shards,
-                hasher: RandomState::new(),
+                shard_seed: RandomState::new().hash_one(0x5eed_u64) | 1,
                 max_keys: self.max_keys,
                 sweep_every: self.sweep_every,
                 len: AtomicUsize::new(0),
@@ -160,9 +163,9 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
 
     #[inline]
     fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &RwLock<HashMap<K, RateLimiter, RandomState>> {
-        let h = self.inner.hasher.hash_one(key);
-        // The high bits: the maps use their own hasher, so no correlation.
-        let i = (h >> 32) as usize & (self.inner.shards.len() - 1);
+        let mut h = ShardHasher(self.inner.shard_seed);
+        key.hash(&mut h);
+        let i = (h.finish() >> 32) as usize & (self.inner.shards.len() - 1);
         &self.inner.shards[i]
     }
 
@@ -301,6 +304,31 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
     }
 }
 
+/// FxHash-style multiply-rotate hasher, only for picking a shard: one
+/// multiplication per word instead of a second SipHash of the key.
+struct ShardHasher(u64);
+
+impl Hasher for ShardHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
 impl<K> fmt::Debug for KeyedRateLimiter<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRateLimiter")
@@ -308,5 +336,31 @@ impl<K> fmt::Debug for KeyedRateLimiter<K> {
             .field("keys", &self.inner.len.load(Ordering::Relaxed))
             .field("max_keys", &self.inner.max_keys)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DimensionConfig;
+
+    #[test]
+    fn shard_selection_spreads_sequential_and_string_keys() {
+        let cfg = LimiterConfig::new().with_dimension(DimensionConfig::per_second("r", 1));
+        let by_u64: KeyedRateLimiter<u64> = KeyedRateLimiter::builder(cfg.clone()).with_shards(8).build().unwrap();
+        let by_str: KeyedRateLimiter<String> = KeyedRateLimiter::builder(cfg).with_shards(8).build().unwrap();
+        let mut counts = [[0usize; 8]; 2];
+        for k in 0..8_192u64 {
+            let a = std::ptr::from_ref(by_u64.shard(&k)) as usize;
+            let b = std::ptr::from_ref(by_str.shard(&format!("tenant-{k}"))) as usize;
+            let base_a = std::ptr::from_ref(&by_u64.inner.shards[0]) as usize;
+            let base_b = std::ptr::from_ref(&by_str.inner.shards[0]) as usize;
+            let size = std::mem::size_of::<RwLock<HashMap<u64, RateLimiter, RandomState>>>();
+            counts[0][(a - base_a) / size] += 1;
+            counts[1][(b - base_b) / size] += 1;
+        }
+        for c in counts.iter().flatten() {
+            assert!((600..=1_450).contains(c), "{counts:?}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use foundation_core::{Classify, ErrorKind};
-use foundation_pool::{BuildError, ElasticPool, Health, PoolError, RunError};
+use foundation_pool::{BuildError, ElasticPool, Health, PoolError, QueueMode, RunError};
 use support::{FakeError, FakeManager, run_for};
 
 fn pool(min: usize, max: usize) -> (ElasticPool<FakeManager>, FakeManager) {
@@ -551,4 +551,27 @@ async fn checks_come_due_on_the_fast_path_while_the_controller_keeps_time() {
     // After shutdown there is no coarse clock: checks still come due.
     drop(c);
     p.shutdown();
+}
+
+#[tokio::test(start_paused = true)]
+async fn queue_mode_picks_the_idle_object() {
+    for (mode, expected) in [(QueueMode::Lifo, 2), (QueueMode::Fifo, 0)] {
+        let p = ElasticPool::builder(FakeManager::default(), 0, 3)
+            .with(|c| c.queue_mode = mode)
+            .build()
+            .unwrap();
+        // Return 0, 1, 2 in that order.
+        drop(support::hold_n(&p, 3).await);
+        let c = p.get().await.unwrap();
+        assert_eq!(c.id, expected, "{mode:?}");
+        // The queue mode is fixed at build.
+        let mut cfg = (*p.config()).clone();
+        cfg.queue_mode = QueueMode::Fifo;
+        if mode == QueueMode::Lifo {
+            assert!(matches!(
+                p.reconfigure(cfg),
+                Err(BuildError::Immutable("queue_mode"))
+            ));
+        }
+    }
 }

@@ -2,9 +2,7 @@
 //! 1,000 events, on SQLite. The anchor (`raw_sql`) is the same SELECT on the
 //! same index through sqlx, without decoding into envelopes (or building the tree).
 //!
-//! Scale: 200,000 stored events (not 1M) so that seeding plus measuring stays
-//! under ~3 minutes on the shared 2-core machine; the correlation index makes
-//! the lookup O(log n + k), so the result transfers.
+//! Scale: 1,000,000 stored events in 100,000 correlations (10 events each).
 #![allow(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a bench fails loudly")]
 
@@ -14,8 +12,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use foundation_events::{EventId, EventStore, ExpectedVersion, Expr, NewEvent, SqliteConfig, SqliteStore, StreamId};
 use serde_json::json;
 
-const STORED: usize = 200_000;
-const CORRELATIONS: usize = 20_000;
+const STORED: usize = 1_000_000;
+const CORRELATIONS: usize = 100_000;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -141,7 +141,21 @@ pub trait EventStore: Backend {
     ) -> impl Future<Output = Result<AppendResult, Error>> + Send {
         async move {
             check_batch(&events, self.registry())?;
-            self.append_checked(stream, expected, events).await
+            let n = events.len();
+            let result = self.append_checked(stream, expected, events).await;
+            match &result {
+                Ok(r) => tracing::debug!(
+                    stream = %stream,
+                    events = n,
+                    first = r.first_position.get(),
+                    last = r.last_position.get(),
+                    version = r.stream_version,
+                    duplicate = r.duplicate,
+                    "appended"
+                ),
+                Err(e) => tracing::debug!(stream = %stream, events = n, error = %e, "append refused"),
+            }
+            result
         }
     }
 

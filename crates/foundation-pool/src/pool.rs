@@ -375,6 +375,9 @@ impl<M: Manager> ElasticPool<M> {
             let sample = crate::shared::sample_hold();
             let now = (queued || sample || !shared.clear_until(attention)).then(Instant::now);
             if let Some(now) = now {
+                shared.check_coarse(now);
+            }
+            if let Some(now) = now {
                 if obj.expired(now, hot.max_lifetime()) {
                     shared.closed(CloseReason::MaxLifetime);
                     drop(Object::take(obj));
@@ -638,12 +641,22 @@ impl<M: Manager> Drop for Pooled<M> {
         let Some(mut obj) = self.obj.take() else {
             return;
         };
-        let now = Instant::now();
         let shared = &obj.shared;
-        if let Some(since) = self.since {
-            shared.record_hold(now.saturating_duration_since(since));
-        }
-        shared.check_coarse(now);
+        // A real clock reading only for a hold-time sample, or when there is
+        // no coarse clock; otherwise the last tick stands in for "now" (idle
+        // times and lifetimes are judged to within a tick, and checkouts
+        // judge lifetimes again).
+        let now = match (self.since, shared.coarse_now()) {
+            (None, Some(coarse)) => coarse,
+            (since, _) => {
+                let now = Instant::now();
+                if let Some(since) = since {
+                    shared.record_hold(now.saturating_duration_since(since));
+                }
+                shared.check_coarse(now);
+                now
+            }
+        };
         let reason = self
             .discard
             .or_else(|| std::thread::panicking().then_some(CloseReason::OperationAborted))

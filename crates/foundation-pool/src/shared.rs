@@ -229,6 +229,9 @@ pub(crate) struct Shared {
     /// Coarse clock kept by the controller task: nanoseconds after `base` by
     /// which the real clock has surely not passed yet (`u64::MAX`: unknown).
     coarse_until: AtomicU64,
+    /// Nanoseconds after `base` of the last tick, a lower bound of the clock
+    /// (`u64::MAX`: unknown).
+    tick_at: AtomicU64,
     base: Instant,
     pub(crate) events: Mutex<VecDeque<ScaleEvent>>,
     pub(crate) snapshot: watch::Sender<ControllerSnapshot>,
@@ -252,6 +255,7 @@ impl Shared {
             wait_count: AtomicU64::new(0),
             capacity: AtomicUsize::new(capacity),
             coarse_until: AtomicU64::new(u64::MAX),
+            tick_at: AtomicU64::new(u64::MAX),
             base: Instant::now(),
             events: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
             snapshot: watch::Sender::new(ControllerSnapshot {
@@ -266,14 +270,27 @@ impl Shared {
     /// Called on each controller tick: until `now + margin`, checkouts may
     /// trust that nothing whose attention instant lies later needs a look.
     pub(crate) fn tick_coarse(&self, now: Instant, margin: Duration) {
-        let until = (now + margin).saturating_duration_since(self.base);
-        let nanos = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX - 1);
-        self.coarse_until.store(nanos, Ordering::Release);
+        let nanos = |t: Instant| {
+            u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1)
+        };
+        self.tick_at.store(nanos(now), Ordering::Release);
+        self.coarse_until
+            .store(nanos(now + margin), Ordering::Release);
     }
 
     /// Forgets the coarse clock (tasks stopped).
     pub(crate) fn invalidate_coarse(&self) {
         self.coarse_until.store(u64::MAX, Ordering::Release);
+        self.tick_at.store(u64::MAX, Ordering::Release);
+    }
+
+    /// The last tick, a lower bound of the clock good to a tick: what a
+    /// return records as "last used" without reading the clock. `None`
+    /// while the coarse clock is unknown.
+    pub(crate) fn coarse_now(&self) -> Option<Instant> {
+        let until = self.coarse_until.load(Ordering::Acquire);
+        let at = self.tick_at.load(Ordering::Acquire);
+        (until != u64::MAX && at != u64::MAX).then(|| self.base + Duration::from_nanos(at))
     }
 
     /// Whether an object needing attention at `attention` surely does not

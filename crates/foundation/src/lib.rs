@@ -22,6 +22,7 @@
 //! | `ratelimit` | [`ratelimit`] = `foundation-ratelimit`: multi-dimensional limits (RPM + TPM + concurrency), fair waiting, provider profiles, header feedback, tower layer |
 //! | `metrics` | [`metrics`] = `foundation-metrics`: accurate latency/token/cost distributions, rolling windows, Prometheus histograms, baselines |
 //! | `events` | [`events`] = `foundation-events`: append-only event log with schemas, queries (API and text language), subscriptions, causal trace trees (memory, SQLite, PostgreSQL) |
+//! | `cache` | [`cache`] = `foundation-cache`: tiered cache (moka L1, Redis L2, SQLite L3), single-flight loads, stale-while-revalidate, scoped semantic lookup with verifiers, cost-aware admission, predictive warming |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// Shared vocabulary: error classification, clocks, units, configuration.
@@ -53,3 +54,10 @@ pub use foundation_metrics as metrics;
 #[cfg(feature = "events")]
 #[cfg_attr(docsrs, doc(cfg(feature = "events")))]
 pub use foundation_events as events;
+
+/// Tiered, semantic, adaptive caching: moka L1, Redis L2, SQLite L3,
+/// single-flight loading, scoped semantic lookup, cost-aware admission and
+/// predictive warming.
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use foundation_cache as cache;

@@ -9,6 +9,7 @@
 
 mod provider;
 mod ratelimit;
+mod cache;
 mod events;
 mod pool;
 mod metrics;
@@ -24,12 +25,12 @@ async fn main() {
 
     let pending = [
         ("execution traces (foundation-trace)", "issue 4"),
-        ("tiered and semantic cache (foundation-cache)", "issue 8"),
     ];
     ratelimit::run(&mut report).await;
 
     metrics::run(&mut report).await;
     events::run(&mut report).await;
+    cache::run(&mut report).await;
 
     for (capability, issue) in pending {
         report.not_yet(capability, issue);

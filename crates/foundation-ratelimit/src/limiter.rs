@@ -592,7 +592,12 @@ impl RateLimiter {
     ///
     /// Feedback only ever *removes* local capacity; it never adds any (a
     /// server reporting more than we think we have is ignored), so stale or
-    /// reordered responses cannot cause over-admission. A server-reported
+    /// reordered responses cannot cause over-admission. One caveat: a
+    /// server's `remaining` cannot include requests that were admitted
+    /// locally but had not reached it yet, so right after a tightening those
+    /// in-flight requests are counted once, not twice. With many slow
+    /// requests in flight against a limit shared with other clients, leave
+    /// headroom (a burst below the server's limit). A server-reported
     /// `limit` below the configured burst is reported with a `warn` event;
     /// change the configuration with [`reconfigure`](Self::reconfigure) to
     /// follow it.

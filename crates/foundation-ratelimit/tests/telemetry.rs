@@ -38,6 +38,34 @@ fn denials_remaining_and_waits_are_recorded() {
     }
 }
 
+#[test]
+fn waits_are_recorded_in_the_histogram() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    // Handles are taken when the limiter is built, so only that needs the recorder.
+    let limiter = rt.block_on(async {
+        metrics::with_local_recorder(&recorder, || {
+            support::tokio_clock(LimiterConfig::new().with_dimension(DimensionConfig::per_second("tokens", 100)))
+        })
+    });
+    rt.block_on(async {
+        let _ = limiter.acquire(Charge::from([100])).await.unwrap();
+        let _ = limiter.acquire(Charge::from([50])).await.unwrap();
+    });
+    let waits: Vec<f64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find(|(k, _, _, _)| k.key().name() == "foundation_ratelimit_wait_seconds")
+        .map(|(_, _, _, v)| match v {
+            DebugValue::Histogram(h) => h.into_iter().map(|f| f.into_inner()).collect(),
+            other => panic!("{other:?}"),
+        })
+        .unwrap();
+    assert_eq!(waits, [0.0, 0.5]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn follows_a_live_configuration() {
     let cfg = LimiterConfig::new().with_dimension(DimensionConfig::per_second("tokens", 100));

@@ -54,3 +54,32 @@ async fn notifications_cross_store_instances() {
     writer.await.unwrap();
     cleanup(schema).await;
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+async fn indexed_filters_use_their_index() {
+    use foundation_events::{EventStore, ExpectedVersion, Expr, NewEvent, Query};
+    let (s, schema) = make(None).await;
+    for b in 0..4 {
+        let batch = (0..1_000)
+            .map(|i| {
+                let n = b * 1_000 + i;
+                NewEvent::new(format!("t{}", n % 50), serde_json::json!({"model": format!("m{n}"), "text": format!("word{n}")}))
+                    .with_correlation_id(format!("c{n}"))
+            })
+            .collect();
+        s.append(&support::stream("plan"), ExpectedVersion::Any, batch).await.unwrap();
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {schema}.events"))).execute(s.pool()).await.unwrap();
+    let plan = |q: Query| {
+        let s = s.clone();
+        async move { s.explain(&q).await.unwrap().join(" | ") }
+    };
+    let p = plan(Query::new(Expr::correlation("c17"))).await;
+    assert!(p.contains("events_correlation"), "{p}");
+    let p = plan(Query::new(Expr::data("model").unwrap().eq("m17"))).await;
+    assert!(p.contains("events_data"), "{p}");
+    let p = plan(Query::new(Expr::text("word17"))).await;
+    assert!(p.contains("events_tsv"), "{p}");
+    cleanup(schema).await;
+}

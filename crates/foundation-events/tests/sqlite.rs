@@ -53,3 +53,24 @@ async fn invalid_config_names_the_field() {
     let msg = err.to_string();
     assert!(msg.contains("path") && msg.contains("max_connections"), "{msg}");
 }
+
+#[tokio::test]
+async fn indexed_filters_use_their_index() {
+    use foundation_events::{Expr, Query};
+    let (s, dir) = make(None).await;
+    let plan = |q: Query| {
+        let s = s.clone();
+        async move { s.explain(&q).await.unwrap().join(" | ") }
+    };
+    let p = plan(Query::new(Expr::correlation("c"))).await;
+    assert!(p.contains("events_correlation"), "{p}");
+    let p = plan(Query::new(Expr::event_type("t")).with_cursor(foundation_events::Position(10))).await;
+    assert!(p.contains("events_type"), "{p}");
+    let p = plan(Query::new(Expr::text("rate limit"))).await;
+    assert!(p.contains("events_fts"), "{p}");
+    let p = plan(Query::new(Expr::stream("s").and(Expr::field(foundation_events::Field::Version).gt(3)))).await;
+    assert!(p.contains("sqlite_autoindex_events_2") || p.contains("stream_id"), "{p}");
+    let p = plan(Query::new(Expr::tenant("acme"))).await;
+    assert!(p.contains("events_tenant"), "{p}");
+    drop(dir);
+}

@@ -227,6 +227,20 @@ impl PostgresStore {
         &self.inner.pool
     }
 
+    /// The plan PostgreSQL chooses for `query` (`EXPLAIN`, one line per row),
+    /// to check which index serves a filter.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuery`], [`Error::Backend`].
+    pub async fn explain(&self, query: &Query) -> Result<Vec<String>, Error> {
+        query.check()?;
+        let sql = Sql::select(Dialect::Postgres, &self.t("events"), query);
+        let rows = bind(sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.text))), &sql.params)
+            .fetch_all(&self.inner.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(Error::from)).collect()
+    }
+
     /// The schema holding the tables.
     #[must_use]
     pub fn schema(&self) -> &str {
@@ -344,14 +358,17 @@ impl Backend for PostgresStore {
         .await?;
         let actual = u64::try_from(row.try_get::<Option<i64>, _>(0)?.unwrap_or(0)).unwrap_or(0);
         let dups: i64 = row.try_get(1)?;
-        if dups > 0 {
-            let found = fetch_existing(&mut tx, &self.t("events"), ids).await?;
-            if let Some(done) = idempotency(stream, &events, &found, actual)? {
-                return Ok(done);
-            }
-        }
-        if !expected.matches(actual) {
-            return Err(Error::WrongExpectedVersion { stream: stream.clone(), expected, actual });
+        let found = if dups > 0 { fetch_existing(&mut tx, &self.t("events"), ids).await? } else { Vec::new() };
+        // Roll back explicitly: it releases the log lock at once.
+        let decided = match idempotency(stream, &events, &found, actual) {
+            Ok(Some(done)) => Some(Ok(done)),
+            Ok(None) if expected.matches(actual) => None,
+            Ok(None) => Some(Err(Error::WrongExpectedVersion { stream: stream.clone(), expected, actual })),
+            Err(e) => Some(Err(e)),
+        };
+        if let Some(outcome) = decided {
+            tx.rollback().await?;
+            return outcome;
         }
         // 3. Insert everything in one statement; notify at commit.
         let first = last - n + 1;

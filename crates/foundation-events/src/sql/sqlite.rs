@@ -204,6 +204,20 @@ impl SqliteStore {
         &self.inner.pool
     }
 
+    /// The plan SQLite chooses for `query` (`EXPLAIN QUERY PLAN`, one line per
+    /// step), to check which index serves a filter.
+    ///
+    /// # Errors
+    /// [`Error::InvalidQuery`], [`Error::Backend`].
+    pub async fn explain(&self, query: &Query) -> Result<Vec<String>, Error> {
+        query.check()?;
+        let sql = Sql::select(Dialect::Sqlite, "events", query);
+        let rows = bind(sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", sql.text))), &sql.params)
+            .fetch_all(&self.inner.pool)
+            .await?;
+        rows.iter().map(|r| sqlx::Row::try_get::<String, _>(r, 3).map_err(Error::from)).collect()
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.inner.pool.close().await;
@@ -245,11 +259,16 @@ impl Backend for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         let actual = u64::try_from(actual.unwrap_or(0)).unwrap_or(0);
-        if let Some(done) = idempotency(stream, &events, &found, actual)? {
-            return Ok(done);
-        }
-        if !expected.matches(actual) {
-            return Err(Error::WrongExpectedVersion { stream: stream.clone(), expected, actual });
+        // Release the write lock now rather than when the pool gets the connection back.
+        let decided = match idempotency(stream, &events, &found, actual) {
+            Ok(Some(done)) => Some(Ok(done)),
+            Ok(None) if expected.matches(actual) => None,
+            Ok(None) => Some(Err(Error::WrongExpectedVersion { stream: stream.clone(), expected, actual })),
+            Err(e) => Some(Err(e)),
+        };
+        if let Some(outcome) = decided {
+            tx.rollback().await?;
+            return outcome;
         }
         let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
         let last: i64 = sqlx::query_scalar("UPDATE log_head SET position = position + $1 WHERE id = 1 RETURNING position")

@@ -154,7 +154,8 @@ impl Validate for DimensionConfig {
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct QueueConfig {
     /// The most waiters at once; `acquire` fails with `QueueFull` past it.
-    /// Zero disables waiting (every `acquire` behaves like `try_acquire`).
+    /// Zero disables waiting: `acquire` then fails with `QueueFull` whenever
+    /// it would have to wait.
     #[serde(default = "QueueConfig::default_max_waiters")]
     pub max_waiters: usize,
 }

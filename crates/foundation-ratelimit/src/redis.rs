@@ -15,7 +15,10 @@
 //! - waiting ([`acquire_within`](RedisRateLimiter::acquire_within)) sleeps
 //!   for the server's predicted wait and retries; there is no FIFO queue
 //!   across processes (use a local limiter in front for local fairness);
-//! - the concurrency dimension is not shared (it is ignored here);
+//! - the concurrency dimension is not shared (it is ignored here), and
+//!   server feedback (`observe`) applies to in-process limiters only: put a
+//!   local [`RateLimiter`](crate::RateLimiter) fed by the headers in front
+//!   when you need both;
 //! - times are microseconds in Lua doubles: decisions are exact to well
 //!   under a microsecond.
 //!

@@ -695,7 +695,7 @@ pub struct Builder {
 // === impl Builder ===
 
 impl Builder {
-    /// Reads time from `clock` (default [`SystemClock`]). Use `TokioClock` so
+    /// Reads time from `clock` (default [`SystemClock`](foundation_core::SystemClock)). Use `TokioClock` so
     /// that `acquire` agrees with tokio's paused time in tests, or
     /// `ManualClock` for deterministic synchronous tests.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {

@@ -485,6 +485,20 @@ mod tests {
     }
 
     #[test]
+    fn json_schema_describes_the_config() {
+        let schema = serde_json::to_value(schemars::schema_for!(PoolConfig)).unwrap();
+        let props = &schema["properties"];
+        assert!(props["min_size"].is_object());
+        assert_eq!(props["checkout_timeout"]["type"], "string");
+        assert!(
+            schema["required"]
+                .as_array()
+                .unwrap()
+                .contains(&"max_size".into())
+        );
+    }
+
+    #[test]
     fn deserializes_with_defaults_and_rejects_unknown_fields() {
         let c: PoolConfig = serde_json::from_str(
             r#"{ "min_size": 2, "max_size": 8, "health": { "max_lifetime": "30m", "check_on_checkout_after": null } }"#,

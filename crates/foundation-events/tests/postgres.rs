@@ -83,3 +83,38 @@ async fn indexed_filters_use_their_index() {
     assert!(p.contains("events_tsv"), "{p}");
     cleanup(schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+async fn subscriptions_survive_a_killed_listen_connection() {
+    use foundation_events::{EventStore, ExpectedVersion, Expr, NewEvent, Position};
+    let schema = support::unique_schema();
+    // A long poll interval: only notifications can wake the subscriber in time.
+    let mut config = PostgresConfig::new(support::postgres_url()).with_schema(&schema);
+    config.poll_interval = Duration::from_secs(60);
+    let s = PostgresStore::connect(config.clone()).await.unwrap();
+    let mut sub = s.subscribe(Expr::True, Position::START, 10).unwrap();
+    // Fault: the server terminates every LISTEN connection (as a failover or an admin would).
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(s.pool())
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "no LISTEN connection found");
+    for i in 0..3 {
+        s.append(&support::stream("f"), ExpectedVersion::Any, vec![NewEvent::new("t", serde_json::json!({"i": i}))]).await.unwrap();
+    }
+    for i in 0..3 {
+        let e = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
+        assert_eq!(e.data["i"], i);
+    }
+    // Notifications resume after the listener reconnects: a later append from
+    // another node wakes the subscriber well before a long poll interval.
+    let other = PostgresStore::connect(config).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    other.append(&support::stream("f"), ExpectedVersion::Any, vec![NewEvent::new("t", serde_json::json!({"i": 3}))]).await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
+    assert_eq!(e.data["i"], 3);
+    cleanup(schema).await;
+}

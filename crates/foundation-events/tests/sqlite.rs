@@ -74,3 +74,25 @@ async fn indexed_filters_use_their_index() {
     assert!(p.contains("events_tenant"), "{p}");
     drop(dir);
 }
+
+#[tokio::test]
+async fn a_foreign_writer_holding_the_lock_gives_a_retryable_busy_error() {
+    use foundation_core::Classify;
+    use foundation_events::{Error, EventStore, ExpectedVersion, NewEvent};
+    use sqlx::Connection;
+    let dir = TempDir::new();
+    let path = dir.0.join("events.db");
+    let mut config = SqliteConfig::new(&path);
+    config.busy_timeout = std::time::Duration::from_millis(100);
+    let s = SqliteStore::open(config).await.unwrap();
+    // Another process (here: another connection) holds the write lock.
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    let err = s.append(&support::stream("x"), ExpectedVersion::Any, vec![NewEvent::new("t", serde_json::json!({}))]).await.unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(err.kind().is_retryable(), "{err}: {:?}", err.kind());
+    // Once the lock is released the same append succeeds and nothing leaked.
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    let r = s.append(&support::stream("x"), ExpectedVersion::NoStream, vec![NewEvent::new("t", serde_json::json!({}))]).await.unwrap();
+    assert_eq!(r.first_position, foundation_events::Position(1));
+}

@@ -160,7 +160,13 @@ impl Sql {
                         // `Expr::check` rejects other literals on envelope fields.
                         _ => return "FALSE".to_owned(),
                     };
-                    format!("({col} {} {p})", op_sql(*op))
+                    let ordering = !matches!(op, CmpOp::Eq | CmpOp::Ne);
+                    if ordering && self.dialect == Dialect::Postgres && matches!(value, Literal::Str(_)) {
+                        // Byte order, like SQLite and `Expr::matches`, whatever the database collation.
+                        format!("({col} COLLATE \"C\" {} {p})", op_sql(*op))
+                    } else {
+                        format!("({col} {} {p})", op_sql(*op))
+                    }
                 }
             },
         }

@@ -231,6 +231,8 @@ pub const QUERIES: &[&str] = &[
     r#"time > now - 15m"#,
     r#"position > 10 and position <= 20"#,
     r#"version = 3"#,
+    r#"type > "llm.r" and type <= "llm.retry""#,
+    r#"subject < "req-1""#,
     r#"data.model = "gpt-4o""#,
     r#"data.model != "gpt-4o""#,
     r#"data.model > "gpt""#,

@@ -117,6 +117,9 @@ fn dataset(n: usize, dims: usize, rng: &mut Rng) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// A nearest-neighbour search function.
+type Search<'a> = dyn Fn(&[f32]) -> Option<(u64, f32)> + 'a;
+
 fn semantic_search(c: &mut Criterion) {
     const DIMS: usize = 384;
     let n: usize = std::env::var("FOUNDATION_CACHE_BENCH_N")
@@ -147,7 +150,7 @@ fn semantic_search(c: &mut Criterion) {
         })
         .collect();
     let exact_best: Vec<u64> = queries.iter().map(|q| exact.nearest(q).unwrap().0).collect();
-    let measure = |f: &dyn Fn(&[f32]) -> Option<(u64, f32)>| {
+    let measure = |f: &Search<'_>| {
         let mut lat = Vec::new();
         let mut agree = 0;
         for (q, want) in queries.iter().zip(&exact_best) {

@@ -1,6 +1,7 @@
 //! L2 on a real Redis server (`cargo xtask test` starts one and sets
 //! `FOUNDATION_REDIS_URL`). Every test uses its own key prefix.
 #![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! L3 on SQLite: survives a restart, invalidates by tag/prefix/scope, stays bounded.
 #![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Tiered cache behaviour: single-flight, expiry and staleness on paused
 //! time, promotion, negative caching, invalidation, isolation, cancellation.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
 
 mod support;
 

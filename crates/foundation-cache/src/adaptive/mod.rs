@@ -25,7 +25,7 @@
 //! alone at the same capacity.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -203,9 +203,7 @@ impl AdaptivePolicy {
     }
 
     fn hash(&self, key: &Key) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(key)
     }
 
     /// The learned `(reuse probability, hit value in micro-units)` of a class.
@@ -300,9 +298,7 @@ impl Placement for AdaptivePolicy {
         let _ = class_value;
         let class = (self.classify)(key);
         let mut evict = None;
-        let memory = if st.resident_pos.contains_key(&h) {
-            true
-        } else if st.resident.len() < self.config.capacity {
+        let memory = if st.resident_pos.contains_key(&h) || st.resident.len() < self.config.capacity {
             true
         } else {
             let score = st.score(h, &class);

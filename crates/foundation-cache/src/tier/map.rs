@@ -24,7 +24,7 @@ use crate::tier::Tier;
 /// first, then refuses (the write is reported as an error, never silent).
 #[derive(Clone)]
 pub struct MapTier {
-    map: Arc<Mutex<HashMap<Key, (Vec<String>, u64, Vec<u8>)>>>,
+    map: Arc<Mutex<HashMap<Key, Stored>>>,
     max_entries: usize,
 }
 
@@ -36,6 +36,9 @@ impl fmt::Debug for MapTier {
             .finish()
     }
 }
+
+/// Tags, expiry (ms) and the encoded entry.
+type Stored = (Vec<String>, u64, Vec<u8>);
 
 /// The map tier is full.
 #[derive(Debug, thiserror::Error)]

@@ -145,6 +145,14 @@ impl SqliteTier {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// Whether the table is empty.
+    ///
+    /// # Errors
+    /// [`Error::Backend`].
+    pub async fn is_empty(&self) -> Result<bool, Error> {
+        Ok(self.len().await? == 0)
+    }
+
     /// Deletes expired rows, then the oldest rows above `max_entries`.
     ///
     /// # Errors

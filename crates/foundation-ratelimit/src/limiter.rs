@@ -370,12 +370,8 @@ impl RateLimiter {
         let shared = &*self.inner.shared;
         let tats = &self.inner.state.tats;
         let n_dims = shared.dims.len();
-        if let Some(pos) = charge.amounts()[n_dims..].iter().position(|&a| a != 0) {
-            return Err(AcquireError::ExceedsBurst {
-                dimension: Arc::from(format!("position {} (not configured)", n_dims + pos)),
-                cost: charge.get(n_dims + pos),
-                burst: 0,
-            });
+        if charge.amounts()[n_dims..].iter().any(|&a| a != 0) {
+            return self.check_fits(charge);
         }
         for (i, (dim, cell)) in shared.dims.iter().zip(tats.iter()).enumerate() {
             let n = charge.get(i);
@@ -460,6 +456,30 @@ impl RateLimiter {
     pub(crate) fn release_slot(&self) {
         self.inner.state.inflight.fetch_sub(1, Ordering::AcqRel);
         self.wake_head();
+    }
+
+    /// Fails when `charge` can never be admitted (larger than a burst, or
+    /// charging a position the limiter does not have).
+    pub(crate) fn check_fits(&self, charge: &Charge) -> Result<(), AcquireError> {
+        let dims = &self.inner.shared.dims;
+        if let Some(pos) = charge.amounts()[dims.len()..].iter().position(|&a| a != 0) {
+            return Err(AcquireError::ExceedsBurst {
+                dimension: Arc::from(format!("position {} (not configured)", dims.len() + pos)),
+                cost: charge.get(dims.len() + pos),
+                burst: 0,
+            });
+        }
+        for (i, dim) in dims.iter().enumerate() {
+            let burst = dim.gcra().burst;
+            if charge.get(i) > burst {
+                return Err(AcquireError::ExceedsBurst {
+                    dimension: dim.name.clone(),
+                    cost: charge.get(i),
+                    burst,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether a concurrency limit is configured and reached.

@@ -62,6 +62,8 @@ impl RateLimiter {
         let started = Instant::now();
         let shared = Arc::clone(self.shared());
         let state = &self.inner.state;
+        // Never queue for what can never be admitted.
+        self.check_fits(&charge)?;
 
         // Fast path: nobody queued and it fits now.
         if state.waiting.load(Ordering::Acquire) == 0 {

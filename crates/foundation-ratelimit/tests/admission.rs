@@ -287,3 +287,58 @@ fn retry_after_covers_every_dimension() {
     let err = limiter.check(Charge::from([61, 7_000])).unwrap_err();
     assert!(matches!(err, AcquireError::ExceedsBurst { .. }), "{err}");
 }
+
+proptest! {
+    /// Server feedback never adds local capacity, whatever it says.
+    #[test]
+    fn feedback_only_removes_capacity(
+        used in 0u64..6_000,
+        remaining in prop::option::of(0u64..20_000),
+        retry_ms in prop::option::of(0u64..120_000),
+        advance_ms in 0u64..60_000,
+    ) {
+        let (limiter, clock) = support::manual(support::rpm_tpm(60, 6_000));
+        limiter.check(Charge::from([1, used])).unwrap();
+        clock.advance(Duration::from_millis(advance_ms));
+        let before = limiter.snapshot();
+        let mut headers = Vec::new();
+        if let Some(r) = remaining {
+            headers.push(("x-ratelimit-remaining-tokens".to_owned(), r.to_string()));
+        }
+        if let Some(ms) = retry_ms {
+            headers.push(("retry-after-ms".to_owned(), ms.to_string()));
+        }
+        let info = foundation_ratelimit::RateLimitInfo::parse(
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            std::time::SystemTime::now(),
+        );
+        limiter.observe(&info);
+        let after = limiter.snapshot();
+        for (b, a) in before.dimensions.iter().zip(&after.dimensions) {
+            prop_assert!(a.remaining <= b.remaining, "{} grew from {} to {}", a.name, b.remaining, a.remaining);
+        }
+        if let Some(r) = remaining {
+            prop_assert!(after.dimensions[1].remaining <= r);
+        }
+        if retry_ms.is_some_and(|ms| ms > 0) {
+            prop_assert!(limiter.check(Charge::from([1, 0])).is_err(), "retry-after must hold requests");
+        }
+    }
+
+    /// Reconfiguration keeps the used amount of every dimension (up to one
+    /// unit of rounding) and clamps it to the new burst.
+    #[test]
+    fn reconfiguration_keeps_used_amounts(
+        used_r in 0u64..60, used_t in 0u64..6_000, rpm in 1u64..1_000, tpm in 1u64..100_000,
+    ) {
+        let (limiter, _clock) = support::manual(support::rpm_tpm(60, 6_000));
+        limiter.check(Charge::from([used_r, used_t])).unwrap();
+        limiter.reconfigure(support::rpm_tpm(rpm, tpm)).unwrap();
+        let snap = limiter.snapshot();
+        for (dim, (used, limit)) in snap.dimensions.iter().zip([(used_r, rpm), (used_t, tpm)]) {
+            let expect = limit.saturating_sub(used);
+            prop_assert!(dim.remaining.abs_diff(expect) <= 1, "{}: {} vs {expect}", dim.name, dim.remaining);
+            prop_assert_eq!(dim.burst, limit);
+        }
+    }
+}

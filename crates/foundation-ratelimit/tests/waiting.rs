@@ -228,3 +228,15 @@ async fn contended_waiters_all_finish_in_rate() {
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(4_049) && took <= Duration::from_millis(4_100), "{took:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn impossible_charges_fail_at_once_even_behind_waiters() {
+    let limiter = support::tokio_clock(tokens(100));
+    let _ = limiter.acquire(Charge::from([100])).await.unwrap();
+    let _queued = spawn_waiter(&limiter, 50).await;
+    let start = Instant::now();
+    let err = limiter.acquire(Charge::from([101])).await.unwrap_err();
+    assert!(matches!(err, AcquireError::ExceedsBurst { cost: 101, burst: 100, .. }), "{err}");
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(limiter.snapshot().waiters, 1);
+}

@@ -569,6 +569,10 @@ pub fn filter_strategy() -> impl proptest::strategy::Strategy<Value = Expr> {
         (0i64..45).prop_map(|p| Expr::field(Field::Position).gt(p)),
         (0i64..12).prop_map(|v| Expr::field(Field::Version).le(v)),
         prop::sample::select(vec!["rate", "quickly", "number provider"]).prop_map(Expr::text),
+        prop::sample::select(vec!["corr-1", "corr-4"]).prop_map(Expr::correlation),
+        prop::sample::select(vec!["llm.r", "llm.retry", "ratelimit"]).prop_map(|t| Expr::field(Field::Type).gt(t)),
+        (0u64..45).prop_map(|m| Expr::field(Field::Time).lt(Timestamp::from_micros(1_764_756_000_000_000).saturating_add(Duration::from_secs(m * 60)))),
+        Just(Expr::metadata("attempt").unwrap().eq(1)),
     ];
     let leaf = prop_oneof![3 => data_leaf, 1 => contains, 1 => exists, 2 => envelope];
     leaf.prop_recursive(3, 16, 3, |inner| {

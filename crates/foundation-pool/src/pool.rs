@@ -321,6 +321,11 @@ impl<M: Manager> ElasticPool<M> {
         // The clock is a measurable share of a checkout, so it is read only
         // when something depends on it: the wait of a queued checkout, a
         // hold-time sample, or an object whose lifetime or check may be due.
+        // The fast path below never waits, so take part in tokio's
+        // cooperative scheduling explicitly (as deadpool's own wait on its
+        // semaphore does): a task looping over checkouts still yields now and
+        // then, and the pool's own tasks get to run.
+        tokio::task::coop::consume_budget().await;
         let mut started: Option<Instant> = None;
         let mut retry = false;
         loop {

@@ -75,10 +75,28 @@ impl MemoryStore {
     }
 }
 
-/// Decides an append against the current state: `Ok(Err(result))` is an
-/// idempotent retry, `Ok(Ok(version))` the stream's current version.
-/// Shared by every backend so that idempotency means the same everywhere.
-pub(crate) fn idempotency(
+/// Decides an append against the current state, the same way in every
+/// backend: `None` = go ahead and write; `Some(Ok(_))` = an idempotent retry
+/// (nothing to write); `Some(Err(_))` = refused (partial duplicate, or the
+/// stream is not at the expected version).
+pub(crate) fn decide(
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+    existing: &[RecordedEvent],
+    actual: u64,
+) -> Option<Result<AppendResult, Error>> {
+    match idempotency(stream, events, existing, actual) {
+        Ok(Some(done)) => Some(Ok(done)),
+        Ok(None) if expected.matches(actual) => None,
+        Ok(None) => Some(Err(Error::WrongExpectedVersion { stream: stream.clone(), expected, actual })),
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// `Ok(Some(result))` when `events` were all stored before by the same
+/// batch (an idempotent retry); an error when only some were.
+fn idempotency(
     stream: &StreamId,
     events: &[NewEvent],
     existing: &[RecordedEvent],
@@ -119,11 +137,8 @@ impl Backend for MemoryStore {
                 .iter()
                 .filter_map(|e| st.by_id.get(&e.id).and_then(|p| st.events.get(p)).cloned())
                 .collect();
-            if let Some(done) = idempotency(stream, &events, &existing, actual)? {
-                return Ok(done);
-            }
-            if !expected.matches(actual) {
-                return Err(Error::WrongExpectedVersion { stream: stream.clone(), expected, actual });
+            if let Some(outcome) = decide(stream, expected, &events, &existing, actual) {
+                return outcome;
             }
             let first = st.head + 1;
             let mut version = actual;

@@ -12,7 +12,7 @@ use tokio::sync::{oneshot, watch};
 use super::{Dialect, Param, Row, Sql, decode_link, decode_row};
 use crate::envelope::{AppendResult, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
 use crate::error::Error;
-use crate::memory::idempotency;
+use crate::memory::decide;
 use crate::query::{Expr, Query};
 use crate::schema::SchemaRegistry;
 use crate::store::{Backend, LinkDirection, advance_head};
@@ -360,12 +360,7 @@ impl Backend for PostgresStore {
         let dups: i64 = row.try_get(1)?;
         let found = if dups > 0 { fetch_existing(&mut tx, &self.t("events"), ids).await? } else { Vec::new() };
         // Roll back explicitly: it releases the log lock at once.
-        let decided = match idempotency(stream, &events, &found, actual) {
-            Ok(Some(done)) => Some(Ok(done)),
-            Ok(None) if expected.matches(actual) => None,
-            Ok(None) => Some(Err(Error::WrongExpectedVersion { stream: stream.clone(), expected, actual })),
-            Err(e) => Some(Err(e)),
-        };
+        let decided = decide(stream, expected, &events, &found, actual);
         if let Some(outcome) = decided {
             tx.rollback().await?;
             return outcome;

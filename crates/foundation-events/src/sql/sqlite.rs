@@ -13,7 +13,7 @@ use tokio::sync::{Mutex, watch};
 use super::{Dialect, Param, Row, Sql, decode_link, decode_row};
 use crate::envelope::{AppendResult, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
 use crate::error::Error;
-use crate::memory::idempotency;
+use crate::memory::decide;
 use crate::query::{Expr, Query};
 use crate::schema::SchemaRegistry;
 use crate::store::{Backend, LinkDirection, advance_head};
@@ -260,12 +260,7 @@ impl Backend for SqliteStore {
             .await?;
         let actual = u64::try_from(actual.unwrap_or(0)).unwrap_or(0);
         // Release the write lock now rather than when the pool gets the connection back.
-        let decided = match idempotency(stream, &events, &found, actual) {
-            Ok(Some(done)) => Some(Ok(done)),
-            Ok(None) if expected.matches(actual) => None,
-            Ok(None) => Some(Err(Error::WrongExpectedVersion { stream: stream.clone(), expected, actual })),
-            Err(e) => Some(Err(e)),
-        };
+        let decided = decide(stream, expected, &events, &found, actual);
         if let Some(outcome) = decided {
             tx.rollback().await?;
             return outcome;

@@ -28,6 +28,8 @@ struct Outcome {
     got_429: u64,
     waits: Vec<Duration>,
     tpm_share: f64,
+    tpm: u64,
+    used_tokens: u64,
     virtual_time: Duration,
 }
 
@@ -103,6 +105,7 @@ async fn scenario(with_limiter: bool, jobs: &[Job]) -> Outcome {
                     let mut r = results.lock().unwrap();
                     r.completed += 1;
                     r.got_429 += got_429;
+                    r.used_tokens += resp.used_tokens;
                     r.waits.push(sent - arrived);
                     drop(permit);
                     return;
@@ -121,7 +124,7 @@ async fn scenario(with_limiter: bool, jobs: &[Job]) -> Outcome {
     let mut out = std::mem::take(&mut *results.lock().unwrap());
     out.tpm_share = provider.stats().admitted_tokens as f64 / provider.token_capacity_used_span();
     out.virtual_time = start.elapsed();
-    let _ = provider.tpm();
+    out.tpm = provider.tpm();
     out
 }
 
@@ -137,6 +140,7 @@ fn percentile(waits: &mut [Duration], p: f64) -> Duration {
 pub(crate) async fn run(report: &mut Report) {
     report.section("rate limiting (foundation-ratelimit)");
     let jobs = workload();
+    let jobs_reserved: u64 = jobs.iter().map(|j| j.prompt + j.max_tokens).sum();
     let real = std::time::Instant::now();
     // Paused time needs a current-thread runtime of its own.
     let (without, with) = tokio::task::spawn_blocking(move || {
@@ -150,13 +154,19 @@ pub(crate) async fn run(report: &mut Report) {
     .await
     .unwrap();
     report.line(format!(
-        "simulated provider with the {PROFILE} profile (500 RPM, 30000 TPM, OpenAI-style buckets, 429 + retry-after);"
+        "simulated provider with the {PROFILE} profile ({} TPM, OpenAI-style buckets counting prompt + max_tokens, 429 + retry-after);",
+        with.tpm
     ));
     report.line(format!(
         "{} bursty requests of 500..5000 tokens over {} virtual minutes (~1.15x the TPM), in {}",
         without.completed + without.failed,
         VIRTUAL_RUN.as_secs() / 60,
         fmt_duration(real.elapsed())
+    ));
+    report.line(format!(
+        "(tokens actually used: {} of the {} reserved; the provider counts max_tokens at admission, so the limiter does too)",
+        with.used_tokens,
+        jobs_reserved
     ));
     for (name, mut o) in [("without limiter (retry on 429)", without), ("with foundation-ratelimit", with)] {
         report.kv(

@@ -105,3 +105,8 @@ pub use sql::sqlite::{SqliteConfig, SqliteStore};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use sql::postgres::{PostgresConfig, PostgresStore};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

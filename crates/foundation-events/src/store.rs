@@ -140,9 +140,25 @@ pub trait EventStore: Backend {
         events: Vec<NewEvent>,
     ) -> impl Future<Output = Result<AppendResult, Error>> + Send {
         async move {
-            check_batch(&events, self.registry())?;
+            if let Err(e) = check_batch(&events, self.registry()) {
+                metrics::counter!("foundation_events_appends_total", "outcome" => "invalid").increment(1);
+                return Err(e);
+            }
             let n = events.len();
+            let started = std::time::Instant::now();
             let result = self.append_checked(stream, expected, events).await;
+            let outcome = match &result {
+                Ok(r) if r.duplicate => "duplicate",
+                Ok(_) => "ok",
+                Err(Error::WrongExpectedVersion { .. }) => "conflict",
+                Err(Error::DuplicateEvent { .. }) => "invalid",
+                Err(_) => "error",
+            };
+            metrics::counter!("foundation_events_appends_total", "outcome" => outcome).increment(1);
+            metrics::histogram!("foundation_events_append_seconds").record(started.elapsed().as_secs_f64());
+            if outcome == "ok" {
+                metrics::counter!("foundation_events_appended_events_total").increment(n as u64);
+            }
             match &result {
                 Ok(r) => tracing::debug!(
                     stream = %stream,

@@ -149,7 +149,10 @@ fn semantic_search(c: &mut Criterion) {
             normalized(base.iter().map(|x| x + 0.03 * rng.unit()).collect())
         })
         .collect();
-    let exact_best: Vec<u64> = queries.iter().map(|q| exact.nearest(q).unwrap().0).collect();
+    let exact_best: Vec<u64> = queries
+        .iter()
+        .map(|q| exact.nearest(q).unwrap().0)
+        .collect();
     let measure = |f: &Search<'_>| {
         let mut lat = Vec::new();
         let mut agree = 0;

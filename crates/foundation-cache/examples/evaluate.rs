@@ -18,7 +18,10 @@ async fn main() {
         eval::drifting(3, requests, 50_000, 1.0, 40_000),
         eval::uniform(4, requests, 50_000),
     ];
-    println!("L1 capacity {capacity} entries, {requests} requests, 50k keys, classes {:?}", eval::CLASSES);
+    println!(
+        "L1 capacity {capacity} entries, {requests} requests, 50k keys, classes {:?}",
+        eval::CLASSES
+    );
     println!("| workload | policy | hit ratio | cost saved |");
     println!("|---|---|---|---|");
     for w in &workloads {
@@ -36,10 +39,15 @@ async fn main() {
 
     println!();
     println!("Predictive warming, L1 1000 entries, 50k requests over 2000 documents × 10 pages:");
-    println!("| workload | warming | hit ratio | demand loads | prefetches issued | precision | wasted |");
+    println!(
+        "| workload | warming | hit ratio | demand loads | prefetches issued | precision | wasted |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for (name, keys) in [
-        ("sequential (5% noise)", warm::sequential(5, 50_000, 2_000, 0.05)),
+        (
+            "sequential (5% noise)",
+            warm::sequential(5, 50_000, 2_000, 0.05),
+        ),
         ("random", warm::random(6, 50_000, 2_000)),
     ] {
         for on in [false, true] {

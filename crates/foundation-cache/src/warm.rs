@@ -66,10 +66,18 @@ impl Default for WarmConfig {
 
 impl foundation_core::Validate for WarmConfig {
     fn validate_into(&self, v: &mut foundation_core::Validator) {
-        v.check(self.max_concurrent > 0, "max_concurrent", "must be at least 1");
+        v.check(
+            self.max_concurrent > 0,
+            "max_concurrent",
+            "must be at least 1",
+        );
         v.check(self.max_unused > 0, "max_unused", "must be at least 1");
         v.check(self.model_keys > 0, "model_keys", "must be at least 1");
-        v.check((0.0..=1.0).contains(&self.min_confidence), "min_confidence", "must be in [0, 1]");
+        v.check(
+            (0.0..=1.0).contains(&self.min_confidence),
+            "min_confidence",
+            "must be in [0, 1]",
+        );
     }
 }
 
@@ -165,7 +173,10 @@ impl<V: CacheValue> Prefetcher<V> {
         if cache.set_observer(me.clone()) {
             Ok(me)
         } else {
-            Err(foundation_core::ValidationErrors::single("observer", "the cache already has an observer"))
+            Err(foundation_core::ValidationErrors::single(
+                "observer",
+                "the cache already has an observer",
+            ))
         }
     }
 
@@ -176,7 +187,9 @@ impl<V: CacheValue> Prefetcher<V> {
     }
 
     fn learn(&self, m: &mut Model, key: &Key) {
-        let Some(prev) = m.prev.replace(key.clone()) else { return };
+        let Some(prev) = m.prev.replace(key.clone()) else {
+            return;
+        };
         if !m.succ.contains_key(&prev) {
             m.order.push_back(prev.clone());
             while m.order.len() > self.config.model_keys {
@@ -205,14 +218,17 @@ impl<V: CacheValue> Prefetcher<V> {
         let (best, count) = list.iter().max_by_key(|(_, c)| *c)?;
         // The successor itself must have been seen `min_support` times: on
         // data without structure, one coincidence is not a pattern.
-        (*count >= self.config.min_support && f64::from(*count) >= self.config.min_confidence * f64::from(total))
-            .then(|| best.clone())
+        (*count >= self.config.min_support
+            && f64::from(*count) >= self.config.min_confidence * f64::from(total))
+        .then(|| best.clone())
     }
 }
 
 impl<V: CacheValue> AccessObserver for Prefetcher<V> {
     fn observe(&self, key: &Key, hit: bool) {
-        let Some(cache) = self.cache.upgrade() else { return };
+        let Some(cache) = self.cache.upgrade() else {
+            return;
+        };
         let next = {
             let mut m = self.model.lock();
             if m.unused.remove(key) && hit {
@@ -220,8 +236,14 @@ impl<V: CacheValue> AccessObserver for Prefetcher<V> {
                 self.counters.used.increment(1);
             }
             self.learn(&mut m, key);
-            let Some(next) = self.predict(&m, key) else { return };
-            if &next == key || m.unused.contains(&next) || cache.memory().contains(&next) || cache.is_loading(&next) {
+            let Some(next) = self.predict(&m, key) else {
+                return;
+            };
+            if &next == key
+                || m.unused.contains(&next)
+                || cache.memory().contains(&next)
+                || cache.is_loading(&next)
+            {
                 return;
             }
             if self.running.load(Ordering::Acquire) >= self.config.max_concurrent {
@@ -230,7 +252,9 @@ impl<V: CacheValue> AccessObserver for Prefetcher<V> {
                 return;
             }
             while m.unused.len() >= self.config.max_unused {
-                let Some(old) = m.unused_order.pop_front() else { break };
+                let Some(old) = m.unused_order.pop_front() else {
+                    break;
+                };
                 if m.unused.remove(&old) {
                     m.stats.wasted += 1;
                     self.counters.wasted.increment(1);
@@ -238,7 +262,9 @@ impl<V: CacheValue> AccessObserver for Prefetcher<V> {
             }
             next
         };
-        let Some(load) = (self.loader)(&next) else { return };
+        let Some(load) = (self.loader)(&next) else {
+            return;
+        };
         {
             let mut m = self.model.lock();
             m.unused.insert(next.clone());

@@ -1,7 +1,11 @@
 //! L2 on a real Redis server (`cargo xtask test` starts one and sets
 //! `FOUNDATION_REDIS_URL`). Every test uses its own key prefix.
 #![cfg(feature = "redis")]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and their helpers fail loudly"
+)]
 
 mod support;
 
@@ -41,22 +45,12 @@ async fn two_instances_share_l2() {
     let calls = Calls::default();
     let c = calls.clone();
     assert_eq!(
-        a.get_or_compute(&key, move || async move {
-            c.bump();
-            Ok::<_, std::io::Error>("from a".to_string())
-        })
-        .await
-        .unwrap(),
+        a.get_or_compute(&key, c.ok("from a")).await.unwrap(),
         "from a"
     );
     let c = calls.clone();
     assert_eq!(
-        b.get_or_compute(&key, move || async move {
-            c.bump();
-            Ok::<_, std::io::Error>("from b".to_string())
-        })
-        .await
-        .unwrap(),
+        b.get_or_compute(&key, c.ok("from b")).await.unwrap(),
         "from a"
     );
     assert_eq!(calls.get(), 1, "b found a's value in Redis");

@@ -1,7 +1,11 @@
 //! Semantic lookup: threshold, scope isolation, verifier vetoes, embedder
 //! failure fallback, and the OpenAI-compatible adapter against an in-process
 //! HTTP server.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and their helpers fail loudly"
+)]
 
 mod support;
 

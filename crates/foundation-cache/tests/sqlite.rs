@@ -1,6 +1,10 @@
 //! L3 on SQLite: survives a restart, invalidates by tag/prefix/scope, stays bounded.
 #![cfg(feature = "sqlite")]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and their helpers fail loudly"
+)]
 
 mod support;
 
@@ -43,10 +47,7 @@ async fn survives_a_restart() {
     let calls = Calls::default();
     let c = calls.clone();
     let v = cache
-        .get_or_compute(&key, move || async move {
-            c.bump();
-            Ok::<_, std::io::Error>("recomputed".to_string())
-        })
+        .get_or_compute(&key, c.ok("recomputed"))
         .await
         .unwrap();
     assert_eq!(v, "computed once");

@@ -1,6 +1,10 @@
 //! Tiered cache behaviour: single-flight, expiry and staleness on paused
 //! time, promotion, negative caching, invalidation, isolation, cancellation.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and their helpers fail loudly"
+)]
 
 mod support;
 
@@ -51,24 +55,12 @@ async fn single_flight_spans_tiers_and_writes_through() {
     let key = Key::unscoped("k");
     let calls = Calls::default();
     let c = calls.clone();
-    let v = a
-        .get_or_compute(&key, move || async move {
-            c.bump();
-            Ok::<_, std::io::Error>("x".to_string())
-        })
-        .await
-        .unwrap();
+    let v = a.get_or_compute(&key, c.ok("x")).await.unwrap();
     assert_eq!(v, "x");
     assert_eq!(l2.len(), 1, "written through to L2");
     // The other instance finds it in L2 without loading, and promotes it.
     let c = calls.clone();
-    let v = b
-        .get_or_compute(&key, move || async move {
-            c.bump();
-            Ok::<_, std::io::Error>("y".to_string())
-        })
-        .await
-        .unwrap();
+    let v = b.get_or_compute(&key, c.ok("y")).await.unwrap();
     assert_eq!(v, "x");
     assert_eq!(calls.get(), 1);
     assert!(
@@ -127,10 +119,7 @@ async fn errors_are_not_cached_unless_negative_caching_is_on() {
     for _ in 0..2 {
         let c = calls.clone();
         let r = cache
-            .get_or_compute(&key, move || async move {
-                c.bump();
-                Err::<String, _>(std::io::Error::from(std::io::ErrorKind::TimedOut))
-            })
+            .get_or_compute(&key, c.fail(std::io::ErrorKind::TimedOut))
             .await;
         assert!(matches!(r, Err(Error::Load(_))));
     }
@@ -141,10 +130,7 @@ async fn errors_are_not_cached_unless_negative_caching_is_on() {
     for _ in 0..3 {
         let c = calls.clone();
         let _ = cache
-            .get_or_compute(&key, move || async move {
-                c.bump();
-                Err::<String, _>(std::io::Error::from(std::io::ErrorKind::TimedOut))
-            })
+            .get_or_compute(&key, c.fail(std::io::ErrorKind::TimedOut))
             .await;
     }
     assert_eq!(calls.get(), 1, "failure cached");
@@ -157,13 +143,7 @@ async fn errors_are_not_cached_unless_negative_caching_is_on() {
     }
     tokio::time::advance(Duration::from_secs(6)).await;
     let c = calls.clone();
-    let v = cache
-        .get_or_compute(&key, move || async move {
-            c.bump();
-            Ok::<_, std::io::Error>("ok".to_string())
-        })
-        .await
-        .unwrap();
+    let v = cache.get_or_compute(&key, c.ok("ok")).await.unwrap();
     assert_eq!((v.as_str(), calls.get()), ("ok", 2));
 }
 
@@ -180,11 +160,7 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     for _ in 0..5 {
         let c = calls.clone();
         let v = cache
-            .get_or_compute(&key, move || async move {
-                c.bump();
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                Ok::<_, std::io::Error>("new".to_string())
-            })
+            .get_or_compute(&key, c.slow("new", Duration::from_secs(1)))
             .await
             .unwrap();
         assert_eq!(v, "old", "stale value served without waiting");
@@ -279,13 +255,7 @@ async fn a_cancelled_leader_does_not_strand_its_followers() {
     let cache = l1_only(CacheConfig::new(1 << 20));
     let key = Key::unscoped("k");
     let calls = Calls::default();
-    let loader = |c: Calls| {
-        move || async move {
-            c.bump();
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            Ok::<_, std::io::Error>("v".to_string())
-        }
-    };
+    let loader = |c: Calls| c.slow("v", Duration::from_secs(1));
     let (c1, k1) = (cache.clone(), key.clone());
     let leader = tokio::spawn({
         let l = loader(calls.clone());

@@ -84,7 +84,9 @@ impl Zipf {
     /// A rank.
     pub fn sample(&self, rng: &mut Rng) -> usize {
         let u = rng.unit();
-        self.cdf.partition_point(|c| *c < u).min(self.cdf.len().saturating_sub(1))
+        self.cdf
+            .partition_point(|c| *c < u)
+            .min(self.cdf.len().saturating_sub(1))
     }
 }
 
@@ -96,7 +98,11 @@ fn keys(n: usize, seed: u64) -> Vec<(Key, u64)> {
     let mut rng = Rng::new(seed ^ 0xC1A5);
     (0..n)
         .map(|i| {
-            let (class, cost, _) = if rng.next_u64() % 100 < CLASSES[0].2 { CLASSES[0] } else { CLASSES[1] };
+            let (class, cost, _) = if rng.next_u64() % 100 < CLASSES[0].2 {
+                CLASSES[0]
+            } else {
+                CLASSES[1]
+            };
             (Key::new(&scope, format!("{class}:{i}")), cost)
         })
         .collect()
@@ -106,17 +112,38 @@ fn keys(n: usize, seed: u64) -> Vec<(Key, u64)> {
 /// cost difference, popularity independent of class.
 #[must_use]
 pub fn zipf(seed: u64, requests: usize, n_keys: usize, skew: f64) -> Workload {
-    drifting_inner(seed, requests, n_keys, skew, usize::MAX, format!("zipf(s={skew})"))
+    drifting_inner(
+        seed,
+        requests,
+        n_keys,
+        skew,
+        usize::MAX,
+        format!("zipf(s={skew})"),
+    )
 }
 
 /// As [`zipf`], but popularity drifts: every `phase` requests the ranks move
 /// by a tenth of the key space, so yesterday's hot keys cool down.
 #[must_use]
 pub fn drifting(seed: u64, requests: usize, n_keys: usize, skew: f64, phase: usize) -> Workload {
-    drifting_inner(seed, requests, n_keys, skew, phase, format!("drifting zipf(s={skew}, phase={phase})"))
+    drifting_inner(
+        seed,
+        requests,
+        n_keys,
+        skew,
+        phase,
+        format!("drifting zipf(s={skew}, phase={phase})"),
+    )
 }
 
-fn drifting_inner(seed: u64, requests: usize, n_keys: usize, skew: f64, phase: usize, name: String) -> Workload {
+fn drifting_inner(
+    seed: u64,
+    requests: usize,
+    n_keys: usize,
+    skew: f64,
+    phase: usize,
+    name: String,
+) -> Workload {
     let ks = keys(n_keys, seed);
     let z = Zipf::new(n_keys, skew);
     let mut rng = Rng::new(seed);
@@ -129,7 +156,10 @@ fn drifting_inner(seed: u64, requests: usize, n_keys: usize, skew: f64, phase: u
         .map(|i| {
             let shift = (i / phase.max(1)) * (n_keys / 10).max(1);
             let (key, cost) = &ks[perm[(z.sample(&mut rng) + shift) % n_keys]];
-            Request { key: key.clone(), cost_micros: *cost }
+            Request {
+                key: key.clone(),
+                cost_micros: *cost,
+            }
         })
         .collect();
     Workload { name, requests }
@@ -143,10 +173,16 @@ pub fn uniform(seed: u64, requests: usize, n_keys: usize) -> Workload {
     let requests = (0..requests)
         .map(|_| {
             let (key, cost) = &ks[(rng.next_u64() % n_keys as u64) as usize];
-            Request { key: key.clone(), cost_micros: *cost }
+            Request {
+                key: key.clone(),
+                cost_micros: *cost,
+            }
         })
         .collect();
-    Workload { name: "uniform".into(), requests }
+    Workload {
+        name: "uniform".into(),
+        requests,
+    }
 }
 
 /// The outcome of one replay.
@@ -183,17 +219,38 @@ impl Report {
 /// Never for valid arguments; a zero capacity is reported as a configuration
 /// error by the cache builder and turned into an empty report.
 pub async fn replay(w: &Workload, capacity: usize, adaptive: bool) -> Report {
-    let mut b = TieredCache::<u8>::builder(CacheConfig::new(capacity as u64)).with_weigher(|_, _| 1);
+    let mut b =
+        TieredCache::<u8>::builder(CacheConfig::new(capacity as u64)).with_weigher(|_, _| 1);
     if adaptive {
-        match AdaptivePolicy::new(AdaptiveConfig { capacity, latency_value_per_sec: 0 }) {
+        match AdaptivePolicy::new(AdaptiveConfig {
+            capacity,
+            latency_value_per_sec: 0,
+        }) {
             Ok(p) => b = b.with_placement(Arc::new(p)),
-            Err(_) => return Report { requests: 0, hits: 0, cost_total: 0, cost_saved: 0 },
+            Err(_) => {
+                return Report {
+                    requests: 0,
+                    hits: 0,
+                    cost_total: 0,
+                    cost_saved: 0,
+                };
+            }
         }
     }
     let Ok(cache) = b.build() else {
-        return Report { requests: 0, hits: 0, cost_total: 0, cost_saved: 0 };
+        return Report {
+            requests: 0,
+            hits: 0,
+            cost_total: 0,
+            cost_saved: 0,
+        };
     };
-    let mut r = Report { requests: 0, hits: 0, cost_total: 0, cost_saved: 0 };
+    let mut r = Report {
+        requests: 0,
+        hits: 0,
+        cost_total: 0,
+        cost_saved: 0,
+    };
     for req in &w.requests {
         r.requests += 1;
         r.cost_total += req.cost_micros;
@@ -201,7 +258,12 @@ pub async fn replay(w: &Workload, capacity: usize, adaptive: bool) -> Report {
             r.hits += 1;
             r.cost_saved += req.cost_micros;
         } else {
-            cache.insert(&req.key, Loaded::new(0u8).with_cost(Cost::from_micros(req.cost_micros))).await;
+            cache
+                .insert(
+                    &req.key,
+                    Loaded::new(0u8).with_cost(Cost::from_micros(req.cost_micros)),
+                )
+                .await;
             cache.memory().run_pending_tasks().await;
         }
     }
@@ -216,9 +278,19 @@ mod tests {
     fn workloads_are_seeded() {
         let a = zipf(7, 1000, 100, 1.0);
         let b = zipf(7, 1000, 100, 1.0);
-        assert!(a.requests.iter().zip(&b.requests).all(|(x, y)| x.key == y.key));
+        assert!(
+            a.requests
+                .iter()
+                .zip(&b.requests)
+                .all(|(x, y)| x.key == y.key)
+        );
         let c = zipf(8, 1000, 100, 1.0);
-        assert!(a.requests.iter().zip(&c.requests).any(|(x, y)| x.key != y.key));
+        assert!(
+            a.requests
+                .iter()
+                .zip(&c.requests)
+                .any(|(x, y)| x.key != y.key)
+        );
     }
 
     #[test]
@@ -239,7 +311,13 @@ mod replay_tests {
         let w = zipf(11, 30_000, 10_000, 0.9);
         let base = replay(&w, 400, false).await;
         let ours = replay(&w, 400, true).await;
-        assert!(ours.cost_saved as f64 > base.cost_saved as f64 * 1.05, "{ours:?} vs {base:?}");
-        assert!(ours.hit_ratio() > base.hit_ratio() * 0.9, "{ours:?} vs {base:?}");
+        assert!(
+            ours.cost_saved as f64 > base.cost_saved as f64 * 1.05,
+            "{ours:?} vs {base:?}"
+        );
+        assert!(
+            ours.hit_ratio() > base.hit_ratio() * 0.9,
+            "{ours:?} vs {base:?}"
+        );
     }
 }

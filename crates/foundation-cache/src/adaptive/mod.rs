@@ -94,7 +94,9 @@ impl Sketch {
         }
     }
     fn index(&self, h: u64, row: usize) -> usize {
-        let x = h.rotate_left(u32::try_from(row * 17).unwrap_or(0)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let x = h
+            .rotate_left(u32::try_from(row * 17).unwrap_or(0))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         usize::try_from(x >> 32).unwrap_or(0) & self.mask
     }
     fn increment(&mut self, h: u64) {
@@ -111,7 +113,10 @@ impl Sketch {
         }
     }
     fn estimate(&self, h: u64) -> u8 {
-        (0..4).map(|r| self.rows[r][self.index(h, r)]).min().unwrap_or(0)
+        (0..4)
+            .map(|r| self.rows[r][self.index(h, r)])
+            .min()
+            .unwrap_or(0)
     }
 }
 
@@ -197,7 +202,10 @@ impl AdaptivePolicy {
 
     /// Uses `classify` to group keys into classes.
     #[must_use]
-    pub fn with_classifier(mut self, classify: impl Fn(&Key) -> String + Send + Sync + 'static) -> Self {
+    pub fn with_classifier(
+        mut self,
+        classify: impl Fn(&Key) -> String + Send + Sync + 'static,
+    ) -> Self {
         self.classify = Arc::new(classify);
         self
     }
@@ -209,7 +217,11 @@ impl AdaptivePolicy {
     /// The learned `(reuse probability, hit value in micro-units)` of a class.
     #[must_use]
     pub fn class_estimate(&self, class: &str) -> Option<(f64, f64)> {
-        self.state.lock().classes.get(class).map(|c| (c.reuse_probability(), c.value))
+        self.state
+            .lock()
+            .classes
+            .get(class)
+            .map(|c| (c.reuse_probability(), c.value))
     }
 
     /// The number of keys the policy holds in L1.
@@ -262,21 +274,30 @@ impl Placement for AdaptivePolicy {
             let gap = st.now_ms.saturating_sub(loaded_ms) as f64;
             let c = st.classes.entry(class).or_default();
             c.reuses += 1.0;
-            c.gap_ms = if c.gap_ms == 0.0 { gap } else { 0.9 * c.gap_ms + 0.1 * gap };
+            c.gap_ms = if c.gap_ms == 0.0 {
+                gap
+            } else {
+                0.9 * c.gap_ms + 0.1 * gap
+            };
         }
     }
 
     fn place(&self, key: &Key, meta: &Meta) -> Decision {
         let h = self.hash(key);
         let class = (self.classify)(key);
-        let latency_value = meta.load_micros as f64 / 1e6 * self.config.latency_value_per_sec as f64;
+        let latency_value =
+            meta.load_micros as f64 / 1e6 * self.config.latency_value_per_sec as f64;
         let value = meta.cost_micros as f64 + latency_value;
         let mut st = self.state.lock();
         st.now_ms = st.now_ms.max(meta.created_ms);
         let fresh_load = meta.load_micros > 0 || meta.cost_micros > 0;
         let stats = st.classes.entry(class.clone()).or_default();
         if fresh_load {
-            stats.value = if stats.loads == 0.0 { value } else { 0.95 * stats.value + 0.05 * value };
+            stats.value = if stats.loads == 0.0 {
+                value
+            } else {
+                0.95 * stats.value + 0.05 * value
+            };
             stats.loads += 1.0;
         }
         let (p, gap, class_value) = (stats.reuse_probability(), stats.gap_ms, stats.value);
@@ -294,11 +315,13 @@ impl Placement for AdaptivePolicy {
                 }
             }
         }
-        let max_ttl = (p < 0.2 && gap > 0.0).then(|| Duration::from_millis((gap * 4.0).max(1_000.0) as u64));
+        let max_ttl =
+            (p < 0.2 && gap > 0.0).then(|| Duration::from_millis((gap * 4.0).max(1_000.0) as u64));
         let _ = class_value;
         let class = (self.classify)(key);
         let mut evict = None;
-        let memory = if st.resident_pos.contains_key(&h) || st.resident.len() < self.config.capacity {
+        let memory = if st.resident_pos.contains_key(&h) || st.resident.len() < self.config.capacity
+        {
             true
         } else {
             let score = st.score(h, &class);

@@ -40,7 +40,13 @@ pub fn sequential(seed: u64, requests: usize, docs: usize, noise: f64) -> Vec<Ke
 pub fn random(seed: u64, requests: usize, docs: usize) -> Vec<Key> {
     let mut rng = Rng::new(seed);
     (0..requests)
-        .map(|_| Key::unscoped(format!("doc:{}:page:{}", rng.next_u64() % docs as u64, rng.next_u64() % 10)))
+        .map(|_| {
+            Key::unscoped(format!(
+                "doc:{}:page:{}",
+                rng.next_u64() % docs as u64,
+                rng.next_u64() % 10
+            ))
+        })
         .collect()
 }
 
@@ -58,13 +64,28 @@ pub struct WarmReport {
 /// Replays `keys` against an L1 of `capacity` entries, with or without a
 /// [`Prefetcher`]. Loads complete at once; prefetches run between requests.
 pub async fn replay(keys: &[Key], capacity: u64, warm: bool) -> WarmReport {
-    let Ok(cache) = TieredCache::<u8>::builder(CacheConfig::new(capacity)).with_weigher(|_, _| 1).build() else {
-        return WarmReport { hit_ratio: 0.0, demand_loads: 0, prefetch: WarmStats::default() };
+    let Ok(cache) = TieredCache::<u8>::builder(CacheConfig::new(capacity))
+        .with_weigher(|_, _| 1)
+        .build()
+    else {
+        return WarmReport {
+            hit_ratio: 0.0,
+            demand_loads: 0,
+            prefetch: WarmStats::default(),
+        };
     };
     let prefetcher = if warm {
         let loader: super::PrefetchLoader<u8> =
             Arc::new(|_k: &Key| Some(async { Ok::<_, BoxError>(Loaded::new(1u8)) }.boxed()));
-        Prefetcher::install(&cache, WarmConfig { max_unused: (capacity / 10).max(1) as usize, ..WarmConfig::default() }, loader).ok()
+        Prefetcher::install(
+            &cache,
+            WarmConfig {
+                max_unused: (capacity / 10).max(1) as usize,
+                ..WarmConfig::default()
+            },
+            loader,
+        )
+        .ok()
     } else {
         None
     };
@@ -98,12 +119,27 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn warming_helps_sequential_and_does_not_hurt_random() {
         let seq = sequential(5, 20_000, 2_000, 0.05);
-        let (cold, warm) = (replay(&seq, 1_000, false).await, replay(&seq, 1_000, true).await);
-        assert!(warm.hit_ratio > cold.hit_ratio + 0.05, "{warm:?} vs {cold:?}");
+        let (cold, warm) = (
+            replay(&seq, 1_000, false).await,
+            replay(&seq, 1_000, true).await,
+        );
+        assert!(
+            warm.hit_ratio > cold.hit_ratio + 0.05,
+            "{warm:?} vs {cold:?}"
+        );
         assert!(warm.prefetch.precision() > 0.5, "{warm:?}");
         let rnd = random(6, 20_000, 2_000);
-        let (cold, warm) = (replay(&rnd, 1_000, false).await, replay(&rnd, 1_000, true).await);
-        assert!(warm.hit_ratio >= cold.hit_ratio - 0.01, "{warm:?} vs {cold:?}");
-        assert!(warm.prefetch.issued < 200, "few confident predictions on random data: {warm:?}");
+        let (cold, warm) = (
+            replay(&rnd, 1_000, false).await,
+            replay(&rnd, 1_000, true).await,
+        );
+        assert!(
+            warm.hit_ratio >= cold.hit_ratio - 0.01,
+            "{warm:?} vs {cold:?}"
+        );
+        assert!(
+            warm.prefetch.issued < 200,
+            "few confident predictions on random data: {warm:?}"
+        );
     }
 }

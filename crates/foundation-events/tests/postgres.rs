@@ -94,10 +94,12 @@ async fn subscriptions_survive_a_killed_listen_connection() {
     config.poll_interval = Duration::from_secs(60);
     let s = PostgresStore::connect(config.clone()).await.unwrap();
     let mut sub = s.subscribe(Expr::True, Position::START, 10).unwrap();
-    // Fault: the server terminates every LISTEN connection (as a failover or an admin would).
+    // Fault: the server terminates this store's LISTEN connection (as a failover
+    // or an admin would); other tests' connections are left alone.
     let killed: Vec<(bool,)> = sqlx::query_as(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND query LIKE '%' || $1 || '%'",
     )
+    .bind(format!("foundation_events_{schema}"))
     .fetch_all(s.pool())
     .await
     .unwrap();

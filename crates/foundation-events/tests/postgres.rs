@@ -44,8 +44,9 @@ async fn notifications_cross_store_instances() {
     let b = PostgresStore::connect(config).await.unwrap();
     let mut sub = b.subscribe(Expr::True, Position::START, 10).unwrap();
     let mut head = b.watch_head();
+    assert!(tokio::time::timeout(Duration::from_millis(50), sub.next()).await.is_err());
+    assert!(sub.is_live());
     let writer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
         a.append(&support::stream("n"), ExpectedVersion::Any, vec![NewEvent::new("t", serde_json::json!({}))]).await.unwrap();
     });
     let e = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
@@ -114,7 +115,20 @@ async fn subscriptions_survive_a_killed_listen_connection() {
     // Notifications resume after the listener reconnects: a later append from
     // another node wakes the subscriber well before a long poll interval.
     let other = PostgresStore::connect(config).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wait (bounded) until the listener has reconnected: two LISTEN connections on the channel again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND query LIKE '%' || $1 || '%'")
+            .bind(format!("foundation_events_{schema}"))
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+        if n >= 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the LISTEN connection did not come back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     other.append(&support::stream("f"), ExpectedVersion::Any, vec![NewEvent::new("t", serde_json::json!({"i": 3}))]).await.unwrap();
     let e = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
     assert_eq!(e.data["i"], 3);

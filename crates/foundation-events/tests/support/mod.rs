@@ -317,18 +317,20 @@ pub async fn subscriptions_catch_up_then_follow<S: EventStore + Clone + 'static>
     }
     assert_eq!(got, [json!(0), json!(2), json!(4)]);
     let checkpoint = sub.checkpoint();
-    // Live: an append after the subscriber is waiting wakes it.
+    // Caught up: nothing more arrives, and the subscription says it is live
+    // (`next` is cancel-safe, so the timeout loses nothing).
+    assert!(tokio::time::timeout(Duration::from_millis(50), sub.next()).await.is_err());
+    assert!(sub.is_live());
+    // Live: a later append reaches the waiting subscriber.
     let writer = {
         let s = s.clone();
         let a = a.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
             s.append(&a, ExpectedVersion::Any, vec![ev("skip", json!({"i": 5})), ev("keep", json!({"i": 6}))]).await.unwrap();
         })
     };
     let next = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
     assert_eq!(next.data["i"], json!(6));
-    assert!(sub.is_live());
     writer.await.unwrap();
     // Resuming from a stored checkpoint re-delivers what came after it.
     let mut resumed = s.subscribe(Expr::event_type("keep"), checkpoint, 10).unwrap();

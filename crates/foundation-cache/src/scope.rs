@@ -271,6 +271,21 @@ mod tests {
         assert_ne!(t.id(), m.id());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn different_scopes_have_different_canonical_text(
+            a in proptest::option::of(".{0,6}"), b in proptest::option::of(".{0,6}"),
+            pa in proptest::collection::btree_map(".{0,4}", ".{0,4}", 0..3),
+            c in proptest::option::of(".{0,6}"), d in proptest::option::of(".{0,6}"),
+            pb in proptest::collection::btree_map(".{0,4}", ".{0,4}", 0..3),
+        ) {
+            let x = Scope { tenant: a, model: b, params: pa };
+            let y = Scope { tenant: c, model: d, params: pb };
+            proptest::prop_assert_eq!(x == y, x.canonical() == y.canonical());
+            proptest::prop_assert_eq!(x == y, x.id() == y.id());
+        }
+    }
+
     #[test]
     fn equality_does_not_trust_the_hash() {
         let a = ScopeId {

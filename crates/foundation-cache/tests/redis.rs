@@ -153,3 +153,54 @@ async fn an_entry_of_another_scope_is_never_served() {
         .unwrap();
     assert_eq!(cache.get(&key).await.unwrap(), None);
 }
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+#[ignore = "needs Redis: cargo xtask test"]
+async fn three_tiers_promote_from_sqlite_through_redis_to_memory() {
+    use foundation_cache::tier::sqlite::SqliteTier;
+    let prefix = unique("cache-3tier");
+    let path = std::env::temp_dir().join(format!("{prefix}.db"));
+    let build = |l2: RedisTier, l3: SqliteTier| {
+        TieredCache::<String>::builder(CacheConfig::new(1 << 20).with_ttl(Duration::from_secs(300)))
+            .with_tier(Arc::new(l2), TierPolicy::default())
+            .with_tier(Arc::new(l3), TierPolicy::default())
+            .build()
+            .unwrap()
+    };
+    let l3 = SqliteTier::open(&path, 1000).await.unwrap();
+    let key = Key::new(&Scope::new().with_tenant("acme"), "durable");
+    // Only L3 has it (e.g. after Redis was flushed).
+    Tier::<String>::put(
+        &l3,
+        &key,
+        Arc::new(Entry {
+            meta: foundation_cache::Meta {
+                scope: key.scope().canonical().to_owned(),
+                created_ms: 0,
+                fresh_until_ms: u64::MAX,
+                expires_ms: u64::MAX,
+                tags: vec![],
+                cost_micros: 0,
+                load_micros: 0,
+            },
+            payload: foundation_cache::Payload::Value("from sqlite".to_string()),
+        }),
+        0,
+    )
+    .await
+    .unwrap();
+    let l2 = tier(&prefix).await;
+    let cache = build(l2.clone(), l3.clone());
+    assert_eq!(
+        cache.get(&key).await.unwrap().as_deref(),
+        Some("from sqlite")
+    );
+    assert!(
+        cache.memory().get_entry(&key).await.is_some(),
+        "promoted to L1"
+    );
+    let in_redis: Option<Arc<Entry<String>>> = Tier::<String>::get(&l2, &key).await.unwrap();
+    assert!(in_redis.is_some(), "promoted to L2");
+    let _ = std::fs::remove_file(&path);
+}

@@ -338,3 +338,68 @@ async fn l1_is_bounded_by_weight() {
     );
     assert!(cache.memory().entry_count() < 100);
 }
+
+/// A tier whose backend is down: every operation fails.
+#[derive(Debug)]
+struct DownTier;
+
+impl foundation_cache::Tier<String> for DownTier {
+    fn name(&self) -> &'static str {
+        "down"
+    }
+    fn get<'a>(
+        &'a self,
+        _: &'a Key,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<Option<Arc<foundation_cache::Entry<String>>>, Error>,
+    > {
+        Box::pin(async { Err(Error::Codec("connection refused".into())) })
+    }
+    fn put<'a>(
+        &'a self,
+        _: &'a Key,
+        _: Arc<foundation_cache::Entry<String>>,
+        _: u64,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async { Err(Error::Codec("connection refused".into())) })
+    }
+    fn invalidate<'a>(
+        &'a self,
+        _: &'a foundation_cache::Selector,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async { Err(Error::Codec("connection refused".into())) })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_lower_tier_degrades_to_a_miss_not_an_error() {
+    let l3 = MapTier::new(100);
+    let cache: TieredCache<String> = TieredCache::builder(CacheConfig::new(1 << 20))
+        .with_tier(Arc::new(DownTier), foundation_cache::TierPolicy::default())
+        .with_tier(
+            Arc::new(l3.clone()),
+            foundation_cache::TierPolicy::default(),
+        )
+        .build()
+        .unwrap();
+    let key = Key::unscoped("k");
+    let calls = Calls::default();
+    let c = calls.clone();
+    assert_eq!(cache.get_or_compute(&key, c.ok("v")).await.unwrap(), "v");
+    assert_eq!(
+        l3.len(),
+        1,
+        "the healthy tier behind the broken one was written"
+    );
+    cache.memory().remove(&key).await;
+    assert_eq!(
+        cache.get(&key).await.unwrap().as_deref(),
+        Some("v"),
+        "read past the broken tier"
+    );
+    // Invalidation reports the broken tier, but still clears the others.
+    assert!(cache.invalidate(&key).await.is_err());
+    assert!(l3.is_empty());
+    assert_eq!(calls.get(), 1);
+}

@@ -52,6 +52,33 @@
 //! # }).unwrap();
 //! ```
 //!
+//! # Typed events and subscriptions
+//!
+//! ```
+//! use foundation_events::{EventStore, ExpectedVersion, Expr, MemoryStore, NewEvent, Position, StreamId, TypedEvent};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, PartialEq, Serialize, Deserialize)]
+//! struct TokensCounted { model: String, total: u64 }
+//! impl TypedEvent for TokensCounted {
+//!     const TYPE: &'static str = "llm.tokens";
+//!     const VERSION: u32 = 1;
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//! // Subscribe before anything is written: catch-up (nothing yet), then live.
+//! let mut sub = store.subscribe(Expr::event_type(TokensCounted::TYPE), Position::START, 64)?;
+//! let counted = TokensCounted { model: "gpt-4o".into(), total: 812 };
+//! store.append(&StreamId::new("usage")?, ExpectedVersion::Any, vec![NewEvent::typed(&counted)?]).await?;
+//! let event = sub.next().await?;
+//! assert_eq!(event.decode::<TokensCounted>()?, counted);
+//! let resume_from = sub.checkpoint(); // store it; subscribe from it after a restart
+//! assert_eq!(resume_from, event.position);
+//! # Ok::<(), foundation_events::Error>(())
+//! # }).unwrap();
+//! ```
+//!
 //! # Global order
 //!
 //! Readers (queries by position, subscriptions) must never skip an event

@@ -321,11 +321,6 @@ impl<M: Manager> ElasticPool<M> {
         // The clock is a measurable share of a checkout, so it is read only
         // when something depends on it: the wait of a queued checkout, a
         // hold-time sample, or an object whose lifetime or check may be due.
-        // The fast path below never waits, so take part in tokio's
-        // cooperative scheduling explicitly (as deadpool's own wait on its
-        // semaphore does): a task looping over checkouts still yields now and
-        // then, and the pool's own tasks get to run.
-        tokio::task::coop::consume_budget().await;
         let mut started: Option<Instant> = None;
         let mut retry = false;
         loop {
@@ -378,6 +373,14 @@ impl<M: Manager> ElasticPool<M> {
                 (!fresh).then(|| hot.check_after()).flatten(),
             );
             let sample = crate::shared::sample_hold();
+            if sample {
+                // The fast path never waits, so it takes part in tokio's
+                // cooperative scheduling explicitly, on every 8th checkout: a
+                // task looping over checkouts still yields now and then (as
+                // with deadpool's semaphore wait), and the pool's own tasks
+                // get to run, at an eighth of the cost.
+                tokio::task::coop::consume_budget().await;
+            }
             let now = (queued || sample || !shared.clear_until(attention)).then(Instant::now);
             if let Some(now) = now {
                 shared.check_coarse(now);

@@ -14,13 +14,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = SqliteStore::open(SqliteConfig::new(dir.join("events.db"))).await?;
 
     let request = NewEvent::new("llm.request", json!({"model": "gpt-4o", "prompt": "summarise the incident"})).with_source("example");
-    let wait = NewEvent::new("ratelimit.wait", json!({"waited_ms": 250})).caused_by_new(&request);
     let first = NewEvent::new("llm.failure", json!({"status": 429, "error": "rate limit exceeded"})).caused_by_new(&request);
-    let retry = NewEvent::new("llm.retry", json!({"attempt": 2})).caused_by_new(&first).with_link("retries", request.id);
+    let wait = NewEvent::new("ratelimit.wait", json!({"waited_ms": 250})).caused_by_new(&first);
+    let retry = NewEvent::new("llm.retry", json!({"attempt": 2})).caused_by_new(&wait).with_link("retries", request.id);
     let answer = NewEvent::new("llm.response", json!({"model": "gpt-4o", "tokens": 412})).caused_by_new(&retry);
     let correlation = request.correlation_id.clone();
     store
-        .append(&StreamId::new("request-1")?, ExpectedVersion::NoStream, vec![request, wait, first, retry, answer])
+        .append(&StreamId::new("request-1")?, ExpectedVersion::NoStream, vec![request, first, wait, retry, answer])
         .await?;
 
     let text = r#"type = "llm.failure" and data.status = 429 and text contains "rate limit""#;

@@ -51,8 +51,10 @@ pub struct SemanticConfig {
     pub ann_threshold: usize,
 }
 
+/// Exact search over 2,048 384-d vectors takes ~0.6 ms on the project's
+/// loaded 2-core machine (31 ms for 100k): above that, the IVF index.
 fn default_ann_threshold() -> usize {
-    20_000
+    2_048
 }
 
 impl SemanticConfig {

@@ -232,6 +232,56 @@ mod tests {
         assert!(t.render().contains("(orphan: cause missing)"));
     }
 
+    proptest::proptest! {
+        /// Any causation graph (missing causes, self-causes, cycles, shared
+        /// parents): every event is walked exactly once, children follow
+        /// their parent in time order, orphans are exactly the events whose
+        /// cause is absent, and every cycle is reported.
+        #[test]
+        fn every_event_appears_once_whatever_the_links(
+            causes in proptest::collection::vec(proptest::option::of(0usize..40), 1..40),
+            times in proptest::collection::vec(0i64..20, 40),
+        ) {
+            let n = causes.len();
+            let ids: Vec<EventId> = (0..n).map(|_| EventId::new()).collect();
+            let missing = EventId::new();
+            let events: Vec<RecordedEvent> = (0..n).map(|i| {
+                let cause = causes[i].map(|c| if c < n { ids[c] } else { missing });
+                let mut e = ev(i as u64, ids[i], cause);
+                e.time = Timestamp::from_micros(times[i]);
+                e
+            }).collect();
+            let t = TraceTree::build(events.clone());
+            let walked: Vec<EventId> = t.walk().map(|(_, e)| e.id).collect();
+            let unique: HashSet<EventId> = walked.iter().copied().collect();
+            proptest::prop_assert_eq!(walked.len(), n);
+            proptest::prop_assert_eq!(unique.len(), n);
+            for i in 0..t.len() {
+                let kids = t.children(i);
+                let parent = t.event(i).map(|e| e.id);
+                for w in kids.windows(2) {
+                    let (a, b) = (t.event(w[0]).map(|e| (e.time, e.position)), t.event(w[1]).map(|e| (e.time, e.position)));
+                    proptest::prop_assert!(a <= b);
+                }
+                for &k in kids {
+                    proptest::prop_assert_eq!(t.event(k).and_then(|e| e.causation_id), parent);
+                }
+            }
+            let expected_orphans: HashSet<EventId> = events.iter().filter(|e| e.causation_id == Some(missing)).map(|e| e.id).collect();
+            proptest::prop_assert_eq!(t.orphans().iter().copied().collect::<HashSet<_>>(), expected_orphans);
+            let has_cycle = (0..n).any(|start| {
+                let mut seen = HashSet::new();
+                let mut cur = Some(start);
+                while let Some(c) = cur {
+                    if !seen.insert(c) { return true; }
+                    cur = causes[c].filter(|&p| p < n);
+                }
+                false
+            });
+            proptest::prop_assert_eq!(!t.cycles().is_empty(), has_cycle);
+        }
+    }
+
     #[test]
     fn deep_chain_does_not_overflow() {
         let ids: Vec<EventId> = (0..50_000).map(|_| EventId::new()).collect();

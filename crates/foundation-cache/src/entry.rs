@@ -181,8 +181,12 @@ impl TimeBase {
     #[must_use]
     pub fn now_ms(&self) -> u64 {
         let since = self.clock.now().saturating_duration_since(self.origin);
-        self.origin_ms
-            .saturating_add(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        // u64 arithmetic (no u128 division): this runs on every lookup.
+        let ms = since
+            .as_secs()
+            .saturating_mul(1_000)
+            .saturating_add(u64::from(since.subsec_millis()));
+        self.origin_ms.saturating_add(ms)
     }
 
     /// The underlying clock's instant.

@@ -465,3 +465,77 @@ fn invalid_semantic_config_names_the_field() {
     let s = e.to_string();
     assert!(s.contains("threshold") && s.contains("max_vectors"), "{s}");
 }
+
+#[tokio::test]
+async fn the_approximate_index_keeps_hits_and_scopes() {
+    let exact = TieredCache::builder(CacheConfig::new(64 << 20))
+        .build()
+        .unwrap();
+    let config = SemanticConfig {
+        ann_threshold: 64,
+        ..SemanticConfig::new(0.8, 10_000)
+    };
+    let c = SemanticCache::builder(exact, Arc::new(HashingEmbedder::new(384)), config)
+        .build()
+        .unwrap();
+    let topics = [
+        "invoice",
+        "refund",
+        "password",
+        "printer",
+        "vacation",
+        "payroll",
+        "laptop",
+        "badge",
+        "parking",
+        "expense",
+        "travel",
+        "insurance",
+        "pension",
+        "training",
+        "onboarding",
+        "offboarding",
+        "VPN",
+        "email",
+        "calendar",
+        "wifi",
+    ];
+    let prompts: Vec<String> = (0..300)
+        .map(|i| {
+            format!(
+                "question {i}: how does the {} process work for team {}",
+                topics[i % 20],
+                i / 20
+            )
+        })
+        .collect();
+    for tenant in ["a", "b"] {
+        let scope = Scope::new().with_tenant(tenant);
+        c.insert_many(
+            &scope,
+            prompts
+                .iter()
+                .map(|p| (p.clone(), format!("{tenant}: {p}")))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    }
+    c.compact().await;
+    assert_eq!(c.approximate_partitions(), 2);
+    let mut hits = 0;
+    for (i, p) in prompts.iter().enumerate().step_by(7) {
+        let asked = format!("{p} please");
+        for tenant in ["a", "b"] {
+            let (v, o) = c
+                .lookup(&Scope::new().with_tenant(tenant), &asked)
+                .await
+                .unwrap();
+            if let Some(v) = v {
+                assert_eq!(v, format!("{tenant}: {}", prompts[i]), "{o:?}");
+                hits += 1;
+            }
+        }
+    }
+    assert!(hits >= 80, "{hits} of 86 lookups hit through the IVF index");
+}

@@ -332,6 +332,12 @@ impl PartitionIndex {
         self.all.is_empty()
     }
 
+    /// Whether an approximate snapshot is installed.
+    #[must_use]
+    pub fn is_approximate(&self) -> bool {
+        self.ann.is_some()
+    }
+
     /// Adds a vector.
     pub fn insert(&mut self, id: u64, v: &[f32]) -> bool {
         if let Some((_, tail)) = &mut self.ann {

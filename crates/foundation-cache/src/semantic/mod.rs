@@ -326,6 +326,17 @@ impl<V: CacheValue> SemanticCache<V> {
         self.inner.state.lock().entries.len()
     }
 
+    /// How many scope partitions search an approximate (IVF) index.
+    #[must_use]
+    pub fn approximate_partitions(&self) -> usize {
+        self.inner
+            .partitions
+            .read()
+            .values()
+            .filter(|p| p.read().is_approximate())
+            .count()
+    }
+
     fn key(scope: &Scope, prompt: &str) -> Key {
         Key::new(scope, prompt.trim())
     }
@@ -597,6 +608,29 @@ impl<V: CacheValue> SemanticCache<V> {
         st.order.push_back((scope.clone(), id));
         drop(st);
         self.maybe_rebuild(scope, &part);
+    }
+
+    /// Builds every approximate index that is due now and waits for it
+    /// (normally builds run in the background after inserts); for bulk loads
+    /// with [`insert_many`](Self::insert_many) and for tests.
+    pub async fn compact(&self) {
+        let parts: Vec<Arc<RwLock<PartitionIndex>>> =
+            self.inner.partitions.read().values().cloned().collect();
+        for part in parts {
+            let Some(points) = part.read().snapshot_due(self.inner.config.ann_threshold) else {
+                continue;
+            };
+            let p2 = part.clone();
+            let built = tokio::task::spawn_blocking(move || {
+                let covered: HashSet<u64> = points.iter().map(|p| p.0).collect();
+                let snap = index::AnnSnapshot::build(points, index::AnnParams::default());
+                p2.write().install(Arc::new(snap), &covered);
+            })
+            .await;
+            if let Err(e) = built {
+                tracing::warn!(error = %e, "index build failed; search stays exact");
+            }
+        }
     }
 
     fn maybe_rebuild(&self, scope: ScopeId, part: &Arc<RwLock<PartitionIndex>>) {

@@ -328,6 +328,43 @@ mod tests {
         drop(c);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the order of leases and releases: no object carries more
+        /// than `per_object` leases, no more objects than `max` are out, and
+        /// a lease only waits when every object is full.
+        #[test]
+        fn limits_hold_under_any_interleaving(
+            ops in proptest::collection::vec(proptest::prelude::any::<(bool, u8)>(), 1..60),
+            max in 1usize..4,
+            per in 1usize..4,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+            rt.block_on(async {
+                let (mx, _) = mux(max, per);
+                let mut held: Vec<Lease<_>> = Vec::new();
+                for (lease, pick) in ops {
+                    if lease {
+                        let full = held.len() >= max * per;
+                        match mx.lease(Duration::from_millis(10)).await {
+                            Ok(l) => held.push(l),
+                            Err(_) => assert!(full, "refused with room: {:?}", mx.in_flight()),
+                        }
+                    } else if !held.is_empty() {
+                        let i = usize::from(pick) % held.len();
+                        drop(held.swap_remove(i));
+                    }
+                    let loads = mx.in_flight();
+                    assert!(loads.iter().all(|&n| n <= per), "{loads:?} over {per}");
+                    assert!(loads.len() <= max, "{loads:?} objects over {max}");
+                    assert_eq!(loads.iter().sum::<usize>(), held.len());
+                    assert_eq!(mx.pool().status().in_use, loads.len());
+                }
+            });
+        }
+    }
+
     #[test]
     fn zero_per_object_is_rejected() {
         let m = FnManager::new(

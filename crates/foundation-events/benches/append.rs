@@ -54,6 +54,28 @@ fn raw_rows(events: &[NewEvent], stream: &str, first_version: i64) -> Vec<RawRow
         .collect()
 }
 
+/// The `foundation` side of a group: 100-event batches through `EventStore::append`.
+/// Returns the batch counter so the raw side keeps generating fresh rows.
+fn bench_foundation<S: EventStore + Clone + 'static>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    store: &S,
+) -> u64 {
+    g.throughput(criterion::Throughput::Elements(BATCH as u64));
+    let stream = StreamId::new("bench").unwrap();
+    let mut n = 0u64;
+    g.bench_function("foundation", |b| {
+        b.to_async(rt).iter(|| {
+            n += 1;
+            let events = batch(n);
+            let store = store.clone();
+            let stream = stream.clone();
+            async move { store.append(&stream, ExpectedVersion::Any, events).await.unwrap() }
+        });
+    });
+    n
+}
+
 fn sqlite(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = std::env::temp_dir().join(format!("fe-bench-{}", foundation_events::EventId::new()));
@@ -76,18 +98,7 @@ fn sqlite(c: &mut Criterion) {
         }
     });
     let mut g = c.benchmark_group("events_append_sqlite");
-    g.throughput(criterion::Throughput::Elements(BATCH as u64));
-    let stream = StreamId::new("bench").unwrap();
-    let mut n = 0u64;
-    g.bench_function("foundation", |b| {
-        b.to_async(&rt).iter(|| {
-            n += 1;
-            let events = batch(n);
-            let store = store.clone();
-            let stream = stream.clone();
-            async move { store.append(&stream, ExpectedVersion::Any, events).await.unwrap() }
-        });
-    });
+    let mut n = bench_foundation(&mut g, &rt, &store);
     let mut version = 0i64;
     let mut position = 0i64;
     g.bench_function("raw_sql", |b| {
@@ -142,18 +153,7 @@ fn postgres(c: &mut Criterion) {
             .unwrap();
     });
     let mut g = c.benchmark_group("events_append_postgres");
-    g.throughput(criterion::Throughput::Elements(BATCH as u64));
-    let stream = StreamId::new("bench").unwrap();
-    let mut n = 0u64;
-    g.bench_function("foundation", |b| {
-        b.to_async(&rt).iter(|| {
-            n += 1;
-            let events = batch(n);
-            let store = store.clone();
-            let stream = stream.clone();
-            async move { store.append(&stream, ExpectedVersion::Any, events).await.unwrap() }
-        });
-    });
+    let mut n = bench_foundation(&mut g, &rt, &store);
     let mut version = 0i64;
     let mut position = 0i64;
     let insert = format!(

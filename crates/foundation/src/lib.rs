@@ -18,8 +18,9 @@
 //! |---|---|
 //! | (always) | [`core`] = `foundation-core` |
 //! | `full` | every capability below |
-//! | `pool` | [`pool`] = `foundation-pool`: elastic pools over deadpool (auto-scaling, health checks, fail-fast) |
 //! | `ratelimit` | [`ratelimit`] = `foundation-ratelimit`: multi-dimensional limits (RPM + TPM + concurrency), fair waiting, provider profiles, header feedback, tower layer |
+//! | `pool` | [`pool`] = `foundation-pool`: elastic pools over deadpool (auto-scaling, health checks, fail-fast) |
+//! | `trace` | [`trace`] = `foundation-trace`: step-by-step execution traces attached to errors |
 //! | `metrics` | [`metrics`] = `foundation-metrics`: accurate latency/token/cost distributions, rolling windows, Prometheus histograms, baselines |
 //! | `events` | [`events`] = `foundation-events`: append-only event log with schemas, queries (API and text language), subscriptions, causal trace trees (memory, SQLite, PostgreSQL) |
 //! | `cache` | [`cache`] = `foundation-cache`: tiered cache (moka L1, Redis L2, SQLite L3), single-flight loads, stale-while-revalidate, scoped semantic lookup with verifiers, cost-aware admission, predictive warming |
@@ -34,6 +35,12 @@ pub use foundation_core as core;
 #[cfg(feature = "ratelimit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
 pub use foundation_ratelimit as ratelimit;
+
+/// Step-by-step execution traces on `tracing`: hierarchical operations,
+/// redacted and bounded step data, operation history attached to errors.
+#[cfg(feature = "trace")]
+#[cfg_attr(docsrs, doc(cfg(feature = "trace")))]
+pub use foundation_trace as trace;
 
 /// Elastic pools over deadpool: auto-scaling, background health checks,
 /// fail-fast degradation, one-deadline checkout.

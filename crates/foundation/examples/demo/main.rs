@@ -7,13 +7,14 @@
 #![allow(clippy::print_stdout, reason = "the demo's job is to print its report")]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a demo fails loudly")]
 
-mod provider;
-mod ratelimit;
 mod cache;
 mod events;
 mod pool;
+mod provider;
+mod ratelimit;
 mod metrics;
 mod report;
+mod trace;
 
 use report::Report;
 
@@ -24,10 +25,9 @@ async fn main() {
     println!("(embedded defaults: in-memory state, SQLite files in a temporary directory)");
 
     let pending = [
-        ("execution traces (foundation-trace)", "issue 4"),
     ];
     ratelimit::run(&mut report).await;
-
+    trace::run(&mut report).await;
     metrics::run(&mut report).await;
     events::run(&mut report).await;
     cache::run(&mut report).await;

@@ -36,7 +36,13 @@ pub(crate) fn command(root: &Path, args: &[String]) -> Result<(), Error> {
     };
     for krate in &selected {
         Cmd::new("cargo")
-            .args(["bench", "--locked", "--all-features", "--package", krate.as_str()])
+            .args([
+                "bench",
+                "--locked",
+                "--all-features",
+                "--package",
+                krate.as_str(),
+            ])
             .arg("--")
             .args(criterion_args.iter().map(String::as_str))
             .cwd(root)
@@ -96,7 +102,10 @@ fn ratio_rows(criterion: &Path, prefixes: &[String]) -> Result<Vec<Row>, Error> 
     let mut groups: Vec<_> = groups.filter_map(Result::ok).map(|e| e.path()).collect();
     groups.sort();
     for group_dir in groups {
-        let Some(group) = group_dir.file_name().and_then(|n| n.to_str()).map(str::to_owned)
+        let Some(group) = group_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
         else {
             continue;
         };

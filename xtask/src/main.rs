@@ -10,7 +10,10 @@
 //! ```
 //!
 //! xtask depends on nothing outside std so that it builds in seconds.
-#![allow(clippy::print_stdout, reason = "xtask is a command-line tool; printing is its output")]
+#![allow(
+    clippy::print_stdout,
+    reason = "xtask is a command-line tool; printing is its output"
+)]
 
 mod bench;
 mod cmd;
@@ -64,10 +67,7 @@ fn main() -> ExitCode {
 /// The workspace root: the parent of this crate's manifest directory.
 fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or(manifest)
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
 fn step(title: &str) {
@@ -77,11 +77,21 @@ fn step(title: &str) {
 /// Everything, in the order that fails fastest.
 fn test(root: &Path) -> Result<(), Error> {
     step("cargo fmt --check");
-    Cmd::new("cargo").args(["fmt", "--all", "--", "--check"]).cwd(root).run()?;
+    Cmd::new("cargo")
+        .args(["fmt", "--all", "--", "--check"])
+        .cwd(root)
+        .run()?;
 
     step("cargo clippy (all targets, all features, -D warnings)");
     Cmd::new("cargo")
-        .args(["clippy", "--workspace", "--all-targets", "--all-features", "--locked", "--"])
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--locked",
+            "--",
+        ])
         .args(["-D", "warnings"])
         .cwd(root)
         .run()?;
@@ -92,7 +102,13 @@ fn test(root: &Path) -> Result<(), Error> {
         .cwd(root)
         .run()?;
     Cmd::new("cargo")
-        .args(["check", "--workspace", "--lib", "--no-default-features", "--locked"])
+        .args([
+            "check",
+            "--workspace",
+            "--lib",
+            "--no-default-features",
+            "--locked",
+        ])
         .cwd(root)
         .run()?;
 
@@ -124,7 +140,14 @@ fn test(root: &Path) -> Result<(), Error> {
     } else {
         println!("    cargo-nextest not found: falling back to cargo test");
         Cmd::new("cargo")
-            .args(["test", "--workspace", "--all-features", "--locked", "--lib", "--bins"])
+            .args([
+                "test",
+                "--workspace",
+                "--all-features",
+                "--locked",
+                "--lib",
+                "--bins",
+            ])
             .args(["--tests", "--examples", "--", "--include-ignored"])
     };
     for (key, value) in services.env() {
@@ -151,7 +174,13 @@ fn ci(root: &Path) -> Result<(), Error> {
 
     step("cargo doc (no deps, all features, -D warnings)");
     Cmd::new("cargo")
-        .args(["doc", "--workspace", "--no-deps", "--all-features", "--locked"])
+        .args([
+            "doc",
+            "--workspace",
+            "--no-deps",
+            "--all-features",
+            "--locked",
+        ])
         .env("RUSTDOCFLAGS", "-D warnings")
         .cwd(root)
         .run()?;
@@ -162,10 +191,19 @@ fn ci(root: &Path) -> Result<(), Error> {
     step("cargo deny check licenses bans sources");
     if !cmd::has_program("cargo-deny") {
         println!("    cargo-deny not found: installing with `cargo install --locked cargo-deny`");
-        Cmd::new("cargo").args(["install", "--locked", "cargo-deny"]).run()?;
+        Cmd::new("cargo")
+            .args(["install", "--locked", "cargo-deny"])
+            .run()?;
     }
     Cmd::new("cargo")
-        .args(["deny", "--all-features", "check", "licenses", "bans", "sources"])
+        .args([
+            "deny",
+            "--all-features",
+            "check",
+            "licenses",
+            "bans",
+            "sources",
+        ])
         .cwd(root)
         .run()?;
     println!("\nxtask ci: all passed");
@@ -174,7 +212,16 @@ fn ci(root: &Path) -> Result<(), Error> {
 
 fn demo(root: &Path, extra: &[String]) -> Result<(), Error> {
     Cmd::new("cargo")
-        .args(["run", "--quiet", "--package", "foundation", "--example", "demo", "--features", "full"])
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "foundation",
+            "--example",
+            "demo",
+            "--features",
+            "full",
+        ])
         .args(["--"])
         .args(extra.iter().map(String::as_str))
         .cwd(root)
@@ -188,6 +235,10 @@ mod tests {
     fn tidy() {
         let root = super::workspace_root();
         let problems = super::tidy::check(&root);
-        assert!(problems.is_empty(), "tidy found problems:\n{}", problems.join("\n"));
+        assert!(
+            problems.is_empty(),
+            "tidy found problems:\n{}",
+            problems.join("\n")
+        );
     }
 }

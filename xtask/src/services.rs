@@ -95,10 +95,8 @@ impl Running {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "foundation-xtask-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("foundation-xtask-{}-{nanos}", std::process::id()));
         let mut running = Running {
             dir,
             services: Vec::new(),
@@ -179,7 +177,11 @@ pub(crate) fn command(root: &Path, sub: Option<&str>) -> Result<(), Error> {
             let mut env = String::new();
             for s in &running.services {
                 state.push_str(&format!("{} {}\n", s.kind.name(), s.port));
-                env.push_str(&format!("export {}={}\n", s.kind.env_var(), s.kind.url(s.port)));
+                env.push_str(&format!(
+                    "export {}={}\n",
+                    s.kind.env_var(),
+                    s.kind.url(s.port)
+                ));
             }
             fs::write(&state_file, state)?;
             fs::write(state_dir.join("env"), &env)?;
@@ -295,7 +297,10 @@ pub(crate) fn ensure_package(package: &str, programs: &[&str]) -> Result<Vec<Pat
             programs.join("/")
         )));
     }
-    println!("    {} not found: installing Debian package `{package}`", programs.join("/"));
+    println!(
+        "    {} not found: installing Debian package `{package}`",
+        programs.join("/")
+    );
     let install = || {
         Cmd::new("apt-get")
             .args(["install", "-y", "--no-install-recommends", package])
@@ -310,7 +315,9 @@ pub(crate) fn ensure_package(package: &str, programs: &[&str]) -> Result<Vec<Pat
         .iter()
         .map(|p| {
             locate(p).ok_or_else(|| {
-                Error::msg(format!("installed `{package}` but `{p}` is still not found"))
+                Error::msg(format!(
+                    "installed `{package}` but `{p}` is still not found"
+                ))
             })
         })
         .collect()
@@ -345,13 +352,18 @@ fn start(kind: Kind, base: &Path) -> Result<Service, Error> {
             Err(e) => last = e,
         }
     }
-    Err(Error::msg(format!("could not start {}: {last}", kind.name())))
+    Err(Error::msg(format!(
+        "could not start {}: {last}",
+        kind.name()
+    )))
 }
 
 /// PostgreSQL refuses to run as root: run its tools as the `postgres` user then.
 fn as_postgres_user(program: &Path) -> Cmd {
     if is_root() {
-        Cmd::new("runuser").args(["-u", "postgres", "--"]).arg(program)
+        Cmd::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(program)
     } else {
         Cmd::new(program)
     }
@@ -362,13 +374,24 @@ fn start_postgres(dir: &Path, port: u16) -> Result<Option<Child>, Error> {
     let (initdb, pg_ctl) = (&bins[0], &bins[1]);
     let data = dir.join("data");
     if is_root() {
-        Cmd::new("chown").args(["-R", "postgres:"]).arg(dir).read()?;
+        Cmd::new("chown")
+            .args(["-R", "postgres:"])
+            .arg(dir)
+            .read()?;
     }
     if !data.join("PG_VERSION").exists() {
         as_postgres_user(initdb)
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
             .read()?;
     }
     let opts = format!(
@@ -400,8 +423,7 @@ fn start_redis(dir: &Path, port: u16) -> Result<Option<Child>, Error> {
         .arg("--logfile")
         .arg(&log)
         .read()?;
-    wait_until(Duration::from_secs(20), || redis_ping(port))
-        .map_err(|e| with_log(e, &log))?;
+    wait_until(Duration::from_secs(20), || redis_ping(port)).map_err(|e| with_log(e, &log))?;
     Ok(None)
 }
 
@@ -414,8 +436,18 @@ fn start_etcd(dir: &Path, port: u16) -> Result<Option<Child>, Error> {
     let child = Cmd::new(&bins[0])
         .args(["--name", "xtask", "--data-dir"])
         .arg(dir.join("data"))
-        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
         .args(["--initial-cluster", &format!("xtask={peer_url}")])
         .into_command()
         .stdin(Stdio::null())
@@ -524,7 +556,9 @@ fn exchange(port: u16, request: &[u8]) -> Option<String> {
         Duration::from_millis(300),
     )
     .ok()?;
-    stream.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
     stream.write_all(request).ok()?;
     let mut buf = [0u8; 4096];
     let mut out = Vec::new();

@@ -16,7 +16,10 @@ pub(crate) fn command(root: &Path) -> Result<(), Error> {
         for p in &problems {
             println!("tidy: {p}");
         }
-        Err(Error::msg(format!("tidy found {} problem(s)", problems.len())))
+        Err(Error::msg(format!(
+            "tidy found {} problem(s)",
+            problems.len()
+        )))
     }
 }
 
@@ -117,9 +120,14 @@ pub(crate) fn check(root: &Path) -> Vec<String> {
             )));
         }
         if !full_feature(&umbrella).iter().any(|f| f == short) {
-            problems.push(at(&format!("the umbrella's `full` feature lacks `{short}`")));
+            problems.push(at(&format!(
+                "the umbrella's `full` feature lacks `{short}`"
+            )));
         }
-        if !umbrella_lib.contains(&format!("pub use foundation_{} as", short.replace('-', "_"))) {
+        if !umbrella_lib.contains(&format!(
+            "pub use foundation_{} as",
+            short.replace('-', "_")
+        )) {
             problems.push(at("not re-exported by the umbrella crate's lib.rs"));
         }
         for sub in ["tests", "benches"] {
@@ -222,7 +230,10 @@ mod tests {
         assert!(has_workspace_lints(m));
         assert_eq!(
             internal_deps(m),
-            vec![("foundation-core".to_owned(), true), ("foundation-y".to_owned(), false)]
+            vec![
+                ("foundation-core".to_owned(), true),
+                ("foundation-y".to_owned(), false)
+            ]
         );
         let u = "[features]\nfull = [\"a\", \"b\"]\na = [\"dep:foundation-a\"]\n";
         assert_eq!(full_feature(u), ["a", "b"]);

@@ -500,15 +500,15 @@ mod tests {
     #[test]
     fn errors_name_the_field_path() {
         let cfg = Config {
-            limits: vec![
-                Limit { rate: 1, burst: 1 },
-                Limit { rate: 0, burst: 0 },
-            ],
+            limits: vec![Limit { rate: 1, burst: 1 }, Limit { rate: 0, burst: 0 }],
             fallback: Some(Limit { rate: 0, burst: 3 }),
         };
         let err = cfg.validate().unwrap_err();
         let paths: Vec<String> = err.errors().iter().map(|e| e.path.to_string()).collect();
-        assert_eq!(paths, ["limits[1].rate", "limits[1].burst", "fallback.rate"]);
+        assert_eq!(
+            paths,
+            ["limits[1].rate", "limits[1].burst", "fallback.rate"]
+        );
         assert!(err.has_error_at("limits[1].burst"));
         assert_eq!(
             err.to_string(),
@@ -519,7 +519,11 @@ mod tests {
 
     #[test]
     fn path_display() {
-        let p = FieldPath::root().field("tenants").key("acme").field("quota").index(2);
+        let p = FieldPath::root()
+            .field("tenants")
+            .key("acme")
+            .field("quota")
+            .index(2);
         assert_eq!(p.to_string(), "tenants[\"acme\"].quota[2]");
         assert_eq!(FieldPath::from("a.b").to_string(), "a.b");
         assert_eq!(FieldPath::root().to_string(), "(root)");
@@ -547,8 +551,11 @@ mod tests {
                 let live = live.clone();
                 s.spawn(move || {
                     for _ in 0..250 {
-                        live.update_with(|l| Limit { rate: l.rate + 1, burst: l.burst })
-                            .unwrap();
+                        live.update_with(|l| Limit {
+                            rate: l.rate + 1,
+                            burst: l.burst,
+                        })
+                        .unwrap();
                     }
                 });
             }

@@ -69,7 +69,10 @@ pub enum ErrorKind {
     /// delay when one is known.
     RateLimited {
         /// How long to wait before retrying, when the source said so.
-        #[cfg_attr(feature = "serde", serde(default, with = "crate::serde_util::opt_duration"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, with = "crate::serde_util::opt_duration")
+        )]
         retry_after: Option<Duration>,
     },
     /// The operation did not finish within its deadline. It may be retried if

@@ -225,7 +225,10 @@ impl Cost {
     /// The amount as a float of whole units, for display and statistics only.
     /// Never compute money with it.
     #[must_use]
-    #[allow(clippy::cast_precision_loss, reason = "documented lossy view for display")]
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "documented lossy view for display"
+    )]
     pub fn as_units_f64(self) -> f64 {
         self.0 as f64 / Self::MICROS_PER_UNIT as f64
     }
@@ -507,7 +510,11 @@ mod tests {
         assert_eq!("".parse::<Cost>(), Err(ParseAmountError::Empty));
         assert!(matches!(
             "1.2.3".parse::<Cost>(),
-            Err(ParseAmountError::InvalidChar { found: '.', at: 3, .. })
+            Err(ParseAmountError::InvalidChar {
+                found: '.',
+                at: 3,
+                ..
+            })
         ));
         assert!(matches!(
             "-1".parse::<Cost>(),
@@ -521,7 +528,10 @@ mod tests {
             "99999999999999999999".parse::<Cost>(),
             Err(ParseAmountError::Overflow { .. })
         ));
-        assert!(matches!(".".parse::<Cost>(), Err(ParseAmountError::InvalidChar { .. })));
+        assert!(matches!(
+            ".".parse::<Cost>(),
+            Err(ParseAmountError::InvalidChar { .. })
+        ));
     }
 
     #[test]
@@ -530,15 +540,24 @@ mod tests {
         assert_eq!(p.cost_of(Tokens::new(1)), Some(Cost::from_micros(1)));
         assert_eq!(p.cost_of(Tokens::ZERO), Some(Cost::ZERO));
         let p: Price = "15".parse().unwrap();
-        assert_eq!(p.cost_of(Tokens::new(1_000_000)), Some(Cost::from_units(15).unwrap()));
-        assert_eq!(Price::from_micros_per_million(u64::MAX).cost_of(Tokens::new(u64::MAX)), None);
+        assert_eq!(
+            p.cost_of(Tokens::new(1_000_000)),
+            Some(Cost::from_units(15).unwrap())
+        );
+        assert_eq!(
+            Price::from_micros_per_million(u64::MAX).cost_of(Tokens::new(u64::MAX)),
+            None
+        );
     }
 
     #[test]
     fn display_forms() {
         assert_eq!(Cost::from_micros(3_085).to_string(), "0.003085");
         assert_eq!(Tokens::new(7).to_string(), "7 tokens");
-        assert_eq!("2.5".parse::<Price>().unwrap().to_string(), "2.500000/1M tokens");
+        assert_eq!(
+            "2.5".parse::<Price>().unwrap().to_string(),
+            "2.500000/1M tokens"
+        );
     }
 
     #[cfg(feature = "serde")]

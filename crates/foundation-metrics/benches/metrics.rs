@@ -9,7 +9,11 @@
 //!   sketch (queried in place) vs hdrhistogram's `value_at_quantile`.
 //! - `metrics_facade_record`: `histogram!(..).record(v)` through the facade
 //!   into our recorder vs metrics-exporter-prometheus's recorder.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmarks fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmarks fail loudly"
+)]
 #![allow(missing_docs, reason = "criterion macros")]
 
 use std::hint::black_box;
@@ -35,8 +39,13 @@ fn samples() -> Vec<f64> {
     };
     (0..4096)
         .map(|_| {
-            let n = (-2.0 * unit().max(1e-300).ln()).sqrt() * (2.0 * std::f64::consts::PI * unit()).cos();
-            if unit() < 0.95 { 0.5 * (0.4 * n).exp() } else { 5.5 * (0.3 * n).exp() }
+            let n = (-2.0 * unit().max(1e-300).ln()).sqrt()
+                * (2.0 * std::f64::consts::PI * unit()).cos();
+            if unit() < 0.95 {
+                0.5 * (0.4 * n).exp()
+            } else {
+                5.5 * (0.3 * n).exp()
+            }
         })
         .collect()
 }
@@ -60,7 +69,11 @@ fn chunked(iters: u64, mut op: impl FnMut(), mut between: impl FnMut()) -> Durat
     total
 }
 
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "positive microseconds")]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "positive microseconds"
+)]
 fn micros(v: f64) -> u64 {
     (v * 1e6) as u64
 }
@@ -79,7 +92,9 @@ fn record(c: &mut Criterion) {
         });
     });
 
-    let hist: SyncHistogram<u64> = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 2).unwrap().into_sync();
+    let hist: SyncHistogram<u64> = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 2)
+        .unwrap()
+        .into_sync();
     let mut rec = hist.recorder();
     let mut i = 0usize;
     g.bench_function("hdrhistogram", |b| {
@@ -139,8 +154,12 @@ fn quantile(c: &mut Criterion) {
         sketch.record(v);
         hist.record(micros(v)).unwrap();
     }
-    g.bench_function("foundation", |b| b.iter(|| black_box(sketch.quantile(black_box(Quantile::P99)))));
-    g.bench_function("hdrhistogram", |b| b.iter(|| black_box(hist.value_at_quantile(black_box(0.99)))));
+    g.bench_function("foundation", |b| {
+        b.iter(|| black_box(sketch.quantile(black_box(Quantile::P99))))
+    });
+    g.bench_function("hdrhistogram", |b| {
+        b.iter(|| black_box(hist.value_at_quantile(black_box(0.99))))
+    });
     g.finish();
 }
 
@@ -155,7 +174,8 @@ fn facade(c: &mut Criterion) {
         g.bench_function("foundation", |b| {
             b.iter(|| {
                 i = (i + 1) & 4095;
-                metrics::histogram!("llm_latency_seconds", "model" => "small").record(black_box(data[i]));
+                metrics::histogram!("llm_latency_seconds", "model" => "small")
+                    .record(black_box(data[i]));
             });
         });
     }
@@ -173,7 +193,8 @@ fn facade(c: &mut Criterion) {
                     iters,
                     || {
                         i = (i + 1) & 4095;
-                        metrics::histogram!("llm_latency_seconds", "model" => "small").record(black_box(data[i]));
+                        metrics::histogram!("llm_latency_seconds", "model" => "small")
+                            .record(black_box(data[i]));
                     },
                     || handle.run_upkeep(),
                 )

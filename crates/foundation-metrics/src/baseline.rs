@@ -65,7 +65,10 @@ impl Baseline {
     pub fn new(metric: impl Into<String>, labels: &[(&str, &str)], sketch: Sketch) -> Self {
         Self {
             metric: metric.into(),
-            labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             sketch,
         }
     }
@@ -89,7 +92,10 @@ impl Baseline {
     }
 
     fn label_refs(&self) -> Vec<(&str, &str)> {
-        self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+        self.labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
 
     /// The baseline as JSON.
@@ -97,8 +103,10 @@ impl Baseline {
     /// # Errors
     /// [`Error::Baseline`] if serialization fails.
     pub fn to_json(&self) -> Result<String, Error> {
-        serde_json::to_string_pretty(self)
-            .map_err(|e| Error::Baseline { what: "encode".into(), source: Box::new(e) })
+        serde_json::to_string_pretty(self).map_err(|e| Error::Baseline {
+            what: "encode".into(),
+            source: Box::new(e),
+        })
     }
 
     /// A baseline from JSON.
@@ -106,7 +114,10 @@ impl Baseline {
     /// # Errors
     /// [`Error::Baseline`] on malformed JSON or a sketch from another mapping.
     pub fn from_json(s: &str) -> Result<Self, Error> {
-        serde_json::from_str(s).map_err(|e| Error::Baseline { what: "decode".into(), source: Box::new(e) })
+        serde_json::from_str(s).map_err(|e| Error::Baseline {
+            what: "decode".into(),
+            source: Box::new(e),
+        })
     }
 
     /// Writes the baseline to `path` as JSON.
@@ -167,9 +178,21 @@ impl Default for Thresholds {
 impl Validate for Thresholds {
     fn validate_into(&self, v: &mut Validator) {
         v.check(!self.quantiles.is_empty(), "quantiles", "must not be empty");
-        v.check(self.max_ratio > 1.0 && self.max_ratio.is_finite(), "max_ratio", "must be a finite number above 1");
-        v.check(self.ks_alpha > 0.0 && self.ks_alpha < 1.0, "ks_alpha", "must be in (0, 1)");
-        v.check((0.0..=1.0).contains(&self.min_ks_distance), "min_ks_distance", "must be in [0, 1]");
+        v.check(
+            self.max_ratio > 1.0 && self.max_ratio.is_finite(),
+            "max_ratio",
+            "must be a finite number above 1",
+        );
+        v.check(
+            self.ks_alpha > 0.0 && self.ks_alpha < 1.0,
+            "ks_alpha",
+            "must be in (0, 1)",
+        );
+        v.check(
+            (0.0..=1.0).contains(&self.min_ks_distance),
+            "min_ks_distance",
+            "must be in [0, 1]",
+        );
         v.check(self.min_samples >= 1, "min_samples", "must be at least 1");
     }
 }
@@ -270,7 +293,12 @@ pub fn compare(baseline: &Sketch, current: &Sketch, t: &Thresholds) -> Compariso
         .iter()
         .filter_map(|q| {
             let (b, c) = (baseline.quantile(*q)?, current.quantile(*q)?);
-            Some(QuantileRatio { quantile: *q, baseline: b, current: c, ratio: (b > 0.0).then(|| c / b) })
+            Some(QuantileRatio {
+                quantile: *q,
+                baseline: b,
+                current: c,
+                ratio: (b > 0.0).then(|| c / b),
+            })
         })
         .collect();
     let ks = ks_distance(baseline, current);
@@ -281,23 +309,43 @@ pub fn compare(baseline: &Sketch, current: &Sketch, t: &Thresholds) -> Compariso
         f64::INFINITY
     };
     let verdict = if n < t.min_samples || m < t.min_samples {
-        Verdict::InsufficientData { baseline: n, current: m, needed: t.min_samples }
+        Verdict::InsufficientData {
+            baseline: n,
+            current: m,
+            needed: t.min_samples,
+        }
     } else {
         let mut reasons: Vec<String> = quantiles
             .iter()
             .filter_map(|r| {
-                r.ratio
-                    .filter(|x| *x > t.max_ratio)
-                    .map(|x| format!("p{} ratio {x:.3} > {}", r.quantile.get() * 100.0, t.max_ratio))
+                r.ratio.filter(|x| *x > t.max_ratio).map(|x| {
+                    format!(
+                        "p{} ratio {x:.3} > {}",
+                        r.quantile.get() * 100.0,
+                        t.max_ratio
+                    )
+                })
             })
             .collect();
         let higher = current.mean().unwrap_or(0.0) > baseline.mean().unwrap_or(0.0);
         if ks > critical && ks >= t.min_ks_distance && higher {
-            reasons.push(format!("KS distance {ks:.3} > critical {critical:.3} (alpha {})", t.ks_alpha));
+            reasons.push(format!(
+                "KS distance {ks:.3} > critical {critical:.3} (alpha {})",
+                t.ks_alpha
+            ));
         }
-        if reasons.is_empty() { Verdict::Ok } else { Verdict::Regressed { reasons } }
+        if reasons.is_empty() {
+            Verdict::Ok
+        } else {
+            Verdict::Regressed { reasons }
+        }
     };
-    Comparison { quantiles, ks_distance: ks, ks_critical: critical, verdict }
+    Comparison {
+        quantiles,
+        ks_distance: ks,
+        ks_critical: critical,
+        verdict,
+    }
 }
 
 /// A regression found by a [`BaselineMonitor`].
@@ -348,7 +396,12 @@ impl BaselineMonitor {
     #[must_use]
     pub fn new(handle: MetricsHandle) -> Self {
         let (tx, _) = broadcast::channel(64);
-        Self { handle, watches: Mutex::new(Vec::new()), callbacks: Mutex::new(Vec::new()), tx }
+        Self {
+            handle,
+            watches: Mutex::new(Vec::new()),
+            callbacks: Mutex::new(Vec::new()),
+            tx,
+        }
     }
 
     /// Compares `baseline`'s series over the last `window` on each check,
@@ -356,9 +409,18 @@ impl BaselineMonitor {
     ///
     /// # Errors
     /// The thresholds' validation errors.
-    pub fn watch(&self, baseline: Baseline, thresholds: Thresholds, window: Duration) -> Result<(), ValidationErrors> {
+    pub fn watch(
+        &self,
+        baseline: Baseline,
+        thresholds: Thresholds,
+        window: Duration,
+    ) -> Result<(), ValidationErrors> {
         thresholds.validate()?;
-        self.watches.lock().push(Watch { baseline, thresholds, window });
+        self.watches.lock().push(Watch {
+            baseline,
+            thresholds,
+            window,
+        });
         Ok(())
     }
 

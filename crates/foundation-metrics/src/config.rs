@@ -160,20 +160,44 @@ pub struct ResolvedRule {
 
 /// Default buckets for latency in seconds: 1 ms to 2 min.
 pub const LATENCY_SECONDS_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    120.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 /// Default buckets for token counts: 16 to 1M, ×4 steps.
 pub const TOKEN_BUCKETS: &[f64] = &[
-    16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0,
+    16.0,
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
 ];
 /// Default buckets for money in micro-units: 1 micro-unit to 100 units.
 pub const COST_MICROS_BUCKETS: &[f64] = &[
-    1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0, 100_000_000.0,
+    1.0,
+    10.0,
+    100.0,
+    1_000.0,
+    10_000.0,
+    100_000.0,
+    1_000_000.0,
+    10_000_000.0,
+    100_000_000.0,
 ];
 /// Default buckets for anything else: decades from 0.001 to 1 000 000.
 pub const GENERIC_BUCKETS: &[f64] = &[
-    0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0,
+    0.001,
+    0.01,
+    0.1,
+    1.0,
+    10.0,
+    100.0,
+    1_000.0,
+    10_000.0,
+    100_000.0,
+    1_000_000.0,
 ];
 
 /// The built-in buckets for a metric name, chosen by unit suffix:
@@ -244,7 +268,11 @@ impl Validate for RecorderConfig {
     fn validate_into(&self, v: &mut Validator) {
         check_limit(v, self.cardinality_limit, "cardinality_limit");
         if let Some(t) = self.idle_timeout {
-            v.check(t >= Duration::from_secs(1), "idle_timeout", "must be at least 1s");
+            v.check(
+                t >= Duration::from_secs(1),
+                "idle_timeout",
+                "must be at least 1s",
+            );
         }
         v.check(
             self.windows.len() <= 8,
@@ -307,7 +335,10 @@ mod tests {
     fn defaults_are_valid_and_pick_buckets_by_unit() {
         let c = RecorderConfig::default();
         c.validate().unwrap();
-        assert_eq!(c.rule_for("llm_latency_seconds").buckets, LATENCY_SECONDS_BUCKETS);
+        assert_eq!(
+            c.rule_for("llm_latency_seconds").buckets,
+            LATENCY_SECONDS_BUCKETS
+        );
         assert_eq!(c.rule_for("llm_prompt_tokens").buckets, TOKEN_BUCKETS);
         assert_eq!(c.rule_for("llm_cost_micros").buckets, COST_MICROS_BUCKETS);
         assert_eq!(c.rule_for("x").exposition, Exposition::Histogram);
@@ -335,7 +366,13 @@ mod tests {
     #[test]
     fn json_schema_describes_the_config() {
         let schema = serde_json::to_string(&schemars::schema_for!(RecorderConfig)).unwrap();
-        for field in ["cardinality_limit", "idle_timeout", "windows", "summary_quantiles", "matcher"] {
+        for field in [
+            "cardinality_limit",
+            "idle_timeout",
+            "windows",
+            "summary_quantiles",
+            "matcher",
+        ] {
             assert!(schema.contains(field), "{field} missing from {schema}");
         }
     }

@@ -75,7 +75,10 @@ pub struct Usage<'a> {
 }
 
 /// Records `usage` through the `metrics` facade (see the module docs).
-#[allow(clippy::cast_precision_loss, reason = "histogram values are statistics; totals are exact counters")]
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "histogram values are statistics; totals are exact counters"
+)]
 pub fn record_usage(usage: &Usage<'_>) {
     let labels = [
         ("provider", usage.provider.to_owned()),
@@ -130,7 +133,8 @@ impl Filter {
     }
 
     fn matches(&self, s: &SeriesRef) -> bool {
-        let ok = |want: &Option<String>, key| want.as_deref().is_none_or(|w| s.label(key) == Some(w));
+        let ok =
+            |want: &Option<String>, key| want.as_deref().is_none_or(|w| s.label(key) == Some(w));
         ok(&self.provider, "provider") && ok(&self.model, "model") && ok(&self.tenant, "tenant")
     }
 }
@@ -226,7 +230,12 @@ impl CostQuery {
     #[must_use]
     pub fn cost_per_request(&self, filter: &Filter, window: Option<Duration>) -> Sketch {
         let mut merged = Sketch::new();
-        for s in self.handle.series(REQUEST_COST_MICROS).iter().filter(|s| filter.matches(s)) {
+        for s in self
+            .handle
+            .series(REQUEST_COST_MICROS)
+            .iter()
+            .filter(|s| filter.matches(s))
+        {
             if let SeriesValue::Histogram(h) = &s.value {
                 match window {
                     Some(d) => merged.merge(&h.window(d).sketch),
@@ -240,8 +249,15 @@ impl CostQuery {
     /// Quantile `q` of the per-request cost ("p99 cost per request for
     /// model X this hour"), within the sketch's 1%. `None` without requests.
     #[must_use]
-    pub fn cost_quantile(&self, filter: &Filter, q: Quantile, window: Option<Duration>) -> Option<Cost> {
-        self.cost_per_request(filter, window).quantile(q).map(micros)
+    pub fn cost_quantile(
+        &self,
+        filter: &Filter,
+        q: Quantile,
+        window: Option<Duration>,
+    ) -> Option<Cost> {
+        self.cost_per_request(filter, window)
+            .quantile(q)
+            .map(micros)
     }
 
     /// Spend per value of `dim`, largest first. Since start it is exact
@@ -276,7 +292,12 @@ impl CostQuery {
 
     /// The `n` largest spenders by `dim` ("top 5 tenants by spend").
     #[must_use]
-    pub fn top_by_spend(&self, dim: Dimension, n: usize, window: Option<Duration>) -> Vec<(String, Cost)> {
+    pub fn top_by_spend(
+        &self,
+        dim: Dimension,
+        n: usize,
+        window: Option<Duration>,
+    ) -> Vec<(String, Cost)> {
         let mut v = self.spend_by(dim, window);
         v.truncate(n);
         v

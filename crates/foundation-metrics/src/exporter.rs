@@ -94,10 +94,14 @@ impl ExporterBuilder {
     pub async fn spawn(self) -> Result<Exporter, Error> {
         let listener = TcpListener::bind(self.addr)
             .await
-            .map_err(|source| Error::Bind { addr: self.addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| Error::Bind { addr: self.addr, source })?;
+            .map_err(|source| Error::Bind {
+                addr: self.addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: self.addr,
+            source,
+        })?;
         let upkeep = (!self.upkeep_interval.is_zero()).then(|| {
             let handle = self.handle.clone();
             let every = self.upkeep_interval;
@@ -140,7 +144,11 @@ impl ExporterBuilder {
                 }
             })
         };
-        Ok(Exporter { local_addr, server, upkeep })
+        Ok(Exporter {
+            local_addr,
+            server,
+            upkeep,
+        })
     }
 }
 
@@ -175,9 +183,21 @@ impl Serve {
         })
         .await;
         let response = match head {
-            Err(_) => respond(408, "Request Timeout", "text/plain", b"request timeout\n", true),
+            Err(_) => respond(
+                408,
+                "Request Timeout",
+                "text/plain",
+                b"request timeout\n",
+                true,
+            ),
             Ok(Err(e)) => return Err(e),
-            Ok(Ok(None)) => respond(431, "Request Header Fields Too Large", "text/plain", b"request head too large\n", true),
+            Ok(Ok(None)) => respond(
+                431,
+                "Request Header Fields Too Large",
+                "text/plain",
+                b"request head too large\n",
+                true,
+            ),
             Ok(Ok(Some(end))) => self.answer(buf.get(..end).unwrap_or_default()),
         };
         stream.write_all(&response).await?;
@@ -186,23 +206,54 @@ impl Serve {
 
     fn answer(&self, head: &[u8]) -> Vec<u8> {
         let Ok(head) = std::str::from_utf8(head) else {
-            return respond(400, "Bad Request", "text/plain", b"request head is not utf-8\n", true);
+            return respond(
+                400,
+                "Bad Request",
+                "text/plain",
+                b"request head is not utf-8\n",
+                true,
+            );
         };
         let mut parts = head.lines().next().unwrap_or_default().split(' ');
-        let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+        let (Some(method), Some(target), Some(version)) =
+            (parts.next(), parts.next(), parts.next())
         else {
-            return respond(400, "Bad Request", "text/plain", b"malformed request line\n", true);
+            return respond(
+                400,
+                "Bad Request",
+                "text/plain",
+                b"malformed request line\n",
+                true,
+            );
         };
         if !version.starts_with("HTTP/1.") {
-            return respond(505, "HTTP Version Not Supported", "text/plain", b"HTTP/1.x only\n", true);
+            return respond(
+                505,
+                "HTTP Version Not Supported",
+                "text/plain",
+                b"HTTP/1.x only\n",
+                true,
+            );
         }
         let path = target.split('?').next().unwrap_or_default();
         if path != self.path {
             return respond(404, "Not Found", "text/plain", b"not found\n", true);
         }
         match method {
-            "GET" => respond(200, "OK", CONTENT_TYPE, self.handle.render().as_bytes(), true),
-            "HEAD" => respond(200, "OK", CONTENT_TYPE, self.handle.render().as_bytes(), false),
+            "GET" => respond(
+                200,
+                "OK",
+                CONTENT_TYPE,
+                self.handle.render().as_bytes(),
+                true,
+            ),
+            "HEAD" => respond(
+                200,
+                "OK",
+                CONTENT_TYPE,
+                self.handle.render().as_bytes(),
+                false,
+            ),
             _ => {
                 let mut r = respond(405, "Method Not Allowed", "text/plain", b"use GET\n", true);
                 let at = r.windows(2).position(|w| w == b"\r\n").unwrap_or(0) + 2;

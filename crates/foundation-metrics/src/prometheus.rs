@@ -29,7 +29,13 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub fn sanitize_metric_name(name: &str) -> String {
     let mut out: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, '_');
@@ -43,7 +49,13 @@ pub fn sanitize_metric_name(name: &str) -> String {
 pub fn sanitize_label_name(name: &str) -> String {
     let mut out: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, '_');
@@ -140,7 +152,9 @@ pub(crate) fn render(inner: &Inner) -> String {
     let mut invalid: Vec<(String, u64)> = Vec::new();
 
     for (raw_name, series) in &all {
-        let Some((_, first)) = series.first() else { continue };
+        let Some((_, first)) = series.first() else {
+            continue;
+        };
         let kind = match first {
             Series::Counter(_) => MetricKind::Counter,
             Series::Gauge(_) => MetricKind::Gauge,
@@ -168,15 +182,25 @@ pub(crate) fn render(inner: &Inner) -> String {
             .unwrap_or_else(|| format!("{raw_name} (no description registered)"));
         match kind {
             MetricKind::Counter | MetricKind::Gauge => {
-                let type_name = if kind == MetricKind::Counter { "counter" } else { "gauge" };
+                let type_name = if kind == MetricKind::Counter {
+                    "counter"
+                } else {
+                    "gauge"
+                };
                 header(&mut out, &name, type_name, &help);
                 for (key, s) in series {
                     let value = match s {
                         Series::Counter(c) => c.value.load(Ordering::Relaxed).to_string(),
-                        Series::Gauge(g) => format_value(f64::from_bits(g.bits.load(Ordering::Relaxed))),
+                        Series::Gauge(g) => {
+                            format_value(f64::from_bits(g.bits.load(Ordering::Relaxed)))
+                        }
                         Series::Histogram(_) => continue,
                     };
-                    let _ = writeln!(out, "{name}{} {value}", labels_with(&label_prefix(key, ""), None));
+                    let _ = writeln!(
+                        out,
+                        "{name}{} {value}",
+                        labels_with(&label_prefix(key, ""), None)
+                    );
                 }
             }
             MetricKind::Histogram => {
@@ -188,7 +212,8 @@ pub(crate) fn render(inner: &Inner) -> String {
                 match rule.exposition {
                     Exposition::Histogram => {
                         header(&mut out, &name, "histogram", &help);
-                        let bounds: Vec<String> = rule.buckets.iter().map(|b| format_value(*b)).collect();
+                        let bounds: Vec<String> =
+                            rule.buckets.iter().map(|b| format_value(*b)).collect();
                         for (key, s) in series {
                             let Series::Histogram(h) = s else { continue };
                             let snap = h.sketch_snapshot();
@@ -196,9 +221,18 @@ pub(crate) fn render(inner: &Inner) -> String {
                             let prefix = label_prefix(key, "le");
                             let counts = snap.cumulative_counts(&rule.buckets);
                             for (b, c) in bounds.iter().zip(&counts) {
-                                let _ = writeln!(out, "{name}_bucket{} {c}", labels_with(&prefix, Some(("le", b))));
+                                let _ = writeln!(
+                                    out,
+                                    "{name}_bucket{} {c}",
+                                    labels_with(&prefix, Some(("le", b)))
+                                );
                             }
-                            let _ = writeln!(out, "{name}_bucket{} {}", labels_with(&prefix, Some(("le", "+Inf"))), snap.count());
+                            let _ = writeln!(
+                                out,
+                                "{name}_bucket{} {}",
+                                labels_with(&prefix, Some(("le", "+Inf"))),
+                                snap.count()
+                            );
                             let l = labels_with(&prefix, None);
                             let _ = writeln!(out, "{name}_sum{l} {}", format_value(snap.sum()));
                             let _ = writeln!(out, "{name}_count{l} {}", snap.count());
@@ -217,7 +251,10 @@ pub(crate) fn render(inner: &Inner) -> String {
                                 let _ = writeln!(
                                     out,
                                     "{name}{} {}",
-                                    labels_with(&prefix, Some(("quantile", &format_value(q.get())))),
+                                    labels_with(
+                                        &prefix,
+                                        Some(("quantile", &format_value(q.get())))
+                                    ),
                                     format_value(v)
                                 );
                             }
@@ -249,12 +286,20 @@ pub(crate) fn render(inner: &Inner) -> String {
     own(
         "foundation_metrics_series_folded_total",
         "Registrations of new label sets folded into the overflow series by the cardinality limit.",
-        families.iter().filter(|(_, f)| f.2 > 0).map(|(k, f)| (k.clone(), f.2)).collect(),
+        families
+            .iter()
+            .filter(|(_, f)| f.2 > 0)
+            .map(|(k, f)| (k.clone(), f.2))
+            .collect(),
     );
     own(
         "foundation_metrics_series_rejected_total",
         "Registrations of new label sets rejected by the cardinality limit.",
-        families.iter().filter(|(_, f)| f.3 > 0).map(|(k, f)| (k.clone(), f.3)).collect(),
+        families
+            .iter()
+            .filter(|(_, f)| f.3 > 0)
+            .map(|(k, f)| (k.clone(), f.3))
+            .collect(),
     );
     own(
         "foundation_metrics_invalid_samples_total",
@@ -280,7 +325,10 @@ mod tests {
 
     #[test]
     fn names_are_sanitized() {
-        assert_eq!(sanitize_metric_name("http.requests-total"), "http_requests_total");
+        assert_eq!(
+            sanitize_metric_name("http.requests-total"),
+            "http_requests_total"
+        );
         assert_eq!(sanitize_metric_name("9lives"), "_9lives");
         assert_eq!(sanitize_label_name("__name__"), "exported__name__");
         assert_eq!(sanitize_label_name("a:b"), "a_b");

@@ -130,7 +130,8 @@ impl metrics::HistogramFn for HistogramCell {
         touch(&self.touched);
     }
     fn record_many(&self, value: f64, count: usize) {
-        self.sketch.record_n(value, u64::try_from(count).unwrap_or(u64::MAX));
+        self.sketch
+            .record_n(value, u64::try_from(count).unwrap_or(u64::MAX));
         touch(&self.touched);
     }
 }
@@ -197,7 +198,14 @@ pub(crate) struct Family {
 
 impl Family {
     fn new(kind: MetricKind) -> Self {
-        Self { kind, series: 0, folded: 0, rejected: 0, warned: false, help: None }
+        Self {
+            kind,
+            series: 0,
+            folded: 0,
+            rejected: 0,
+            warned: false,
+            help: None,
+        }
     }
 }
 
@@ -279,7 +287,11 @@ impl Inner {
                 let series = self.new_series(name, kind);
                 shard.insert(
                     key.clone(),
-                    Entry { series: series.clone(), last_active: now, overflow: false },
+                    Entry {
+                        series: series.clone(),
+                        last_active: now,
+                        overflow: false,
+                    },
                 );
                 family.series += 1;
                 return Some(series);
@@ -292,8 +304,11 @@ impl Inner {
                 family.rejected += 1;
                 if !family.warned {
                     family.warned = true;
-                    tracing::warn!(metric = name, limit,
-                        "metric reached its cardinality limit; samples of new label sets are rejected");
+                    tracing::warn!(
+                        metric = name,
+                        limit,
+                        "metric reached its cardinality limit; samples of new label sets are rejected"
+                    );
                 }
                 None
             }
@@ -301,10 +316,14 @@ impl Inner {
                 family.folded += 1;
                 if !family.warned {
                     family.warned = true;
-                    tracing::warn!(metric = name, limit,
-                        "metric reached its cardinality limit; new label sets are folded into the overflow series");
+                    tracing::warn!(
+                        metric = name,
+                        limit,
+                        "metric reached its cardinality limit; new label sets are folded into the overflow series"
+                    );
                 }
-                let okey = Key::from_parts(name.to_owned(), vec![Label::new(OVERFLOW_LABEL, "true")]);
+                let okey =
+                    Key::from_parts(name.to_owned(), vec![Label::new(OVERFLOW_LABEL, "true")]);
                 let mut shard = self.shard(&okey).write();
                 let entry = shard.entry(okey).or_insert_with(|| Entry {
                     series: self.new_series(name, kind),
@@ -316,7 +335,13 @@ impl Inner {
         }
     }
 
-    fn describe(&self, name: KeyName, kind: MetricKind, unit: Option<Unit>, description: SharedString) {
+    fn describe(
+        &self,
+        name: KeyName,
+        kind: MetricKind,
+        unit: Option<Unit>,
+        description: SharedString,
+    ) {
         let mut help = description.to_string();
         if let Some(u) = unit {
             if help.is_empty() {
@@ -330,7 +355,9 @@ impl Inner {
         {
             f.help = Some(help.clone());
         }
-        self.descriptions.lock().insert(name.as_str().to_owned(), (kind, help));
+        self.descriptions
+            .lock()
+            .insert(name.as_str().to_owned(), (kind, help));
     }
 
     /// Every series, grouped by name, sorted.
@@ -338,7 +365,9 @@ impl Inner {
         let mut out: std::collections::BTreeMap<String, Vec<(Key, Series)>> = Default::default();
         for shard in &*self.shards {
             for (k, e) in shard.read().iter() {
-                out.entry(k.name().to_owned()).or_default().push((k.clone(), e.series.clone()));
+                out.entry(k.name().to_owned())
+                    .or_default()
+                    .push((k.clone(), e.series.clone()));
             }
         }
         for v in out.values_mut() {
@@ -350,7 +379,10 @@ impl Inner {
     fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<Series> {
         let key = Key::from_parts(
             name.to_owned(),
-            labels.iter().map(|(k, v)| Label::new((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>(),
+            labels
+                .iter()
+                .map(|(k, v)| Label::new((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>(),
         );
         if let Some(e) = self.shard(&key).read().get(&key) {
             return Some(e.series.clone());
@@ -359,11 +391,16 @@ impl Inner {
         let same = |k: &Key| {
             k.name() == name
                 && k.labels().len() == labels.len()
-                && labels.iter().all(|(lk, lv)| k.labels().any(|l| l.key() == *lk && l.value() == *lv))
+                && labels
+                    .iter()
+                    .all(|(lk, lv)| k.labels().any(|l| l.key() == *lk && l.value() == *lv))
         };
-        self.shards
-            .iter()
-            .find_map(|s| s.read().iter().find(|(k, _)| same(k)).map(|(_, e)| e.series.clone()))
+        self.shards.iter().find_map(|s| {
+            s.read()
+                .iter()
+                .find(|(k, _)| same(k))
+                .map(|(_, e)| e.series.clone())
+        })
     }
 
     fn upkeep(&self) -> UpkeepReport {
@@ -378,7 +415,8 @@ impl Inner {
                 if e.series.take_touched() {
                     e.last_active = now;
                 }
-                let expired = idle.is_some_and(|t| now.saturating_duration_since(e.last_active) >= t)
+                let expired = idle
+                    .is_some_and(|t| now.saturating_duration_since(e.last_active) >= t)
                     && !e.series.held_elsewhere();
                 if expired {
                     removed.push((key.name().to_owned(), e.overflow));
@@ -461,7 +499,9 @@ impl RecorderBuilder {
         let config = Reloadable::new(self.config)?;
         Ok(MetricsRecorder {
             inner: Arc::new(Inner {
-                shards: (0..SHARDS).map(|_| RwLock::new(KeyMap::default())).collect(),
+                shards: (0..SHARDS)
+                    .map(|_| RwLock::new(KeyMap::default()))
+                    .collect(),
                 families: Mutex::new(HashMap::new()),
                 descriptions: Mutex::new(HashMap::new()),
                 config,
@@ -477,13 +517,18 @@ impl RecorderBuilder {
 impl MetricsRecorder {
     /// A builder with the default configuration and the system clock.
     pub fn builder() -> RecorderBuilder {
-        RecorderBuilder { config: RecorderConfig::default(), clock: Arc::new(SystemClock) }
+        RecorderBuilder {
+            config: RecorderConfig::default(),
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// The handle for queries, rendering and upkeep; clones share state.
     #[must_use]
     pub fn handle(&self) -> MetricsHandle {
-        MetricsHandle { inner: Arc::clone(&self.inner) }
+        MetricsHandle {
+            inner: Arc::clone(&self.inner),
+        }
     }
 
     /// Installs this recorder as the global `metrics` recorder and returns
@@ -500,13 +545,16 @@ impl MetricsRecorder {
 
 impl metrics::Recorder for MetricsRecorder {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.inner.describe(key, MetricKind::Counter, unit, description);
+        self.inner
+            .describe(key, MetricKind::Counter, unit, description);
     }
     fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.inner.describe(key, MetricKind::Gauge, unit, description);
+        self.inner
+            .describe(key, MetricKind::Gauge, unit, description);
     }
     fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.inner.describe(key, MetricKind::Histogram, unit, description);
+        self.inner
+            .describe(key, MetricKind::Histogram, unit, description);
     }
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
         match self.inner.register(key, MetricKind::Counter) {
@@ -606,7 +654,10 @@ impl SeriesRef {
     /// The value of label `key`, if present.
     #[must_use]
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -642,13 +693,23 @@ impl MetricsHandle {
 
     /// Since-start stats of `name{labels}` with the given quantiles.
     #[must_use]
-    pub fn stats(&self, name: &str, labels: &[(&str, &str)], quantiles: &[Quantile]) -> Option<Stats> {
+    pub fn stats(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        quantiles: &[Quantile],
+    ) -> Option<Stats> {
         self.snapshot(name, labels).map(|s| s.stats(quantiles))
     }
 
     /// Distribution of `name{labels}` over about the last `d`.
     #[must_use]
-    pub fn window(&self, name: &str, labels: &[(&str, &str)], d: Duration) -> Option<WindowSnapshot> {
+    pub fn window(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        d: Duration,
+    ) -> Option<WindowSnapshot> {
         self.histogram(name, labels).map(|h| h.window(d))
     }
 
@@ -676,11 +737,18 @@ impl MetricsHandle {
         let mut out = Vec::new();
         for shard in &*self.inner.shards {
             for (k, e) in shard.read().iter().filter(|(k, _)| k.name() == name) {
-                let labels = k.labels().map(|l| (l.key().to_owned(), l.value().to_owned())).collect();
+                let labels = k
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect();
                 let value = match &e.series {
                     Series::Counter(c) => SeriesValue::Counter(c.value.load(Ordering::Relaxed)),
-                    Series::Gauge(g) => SeriesValue::Gauge(f64::from_bits(g.bits.load(Ordering::Relaxed))),
-                    Series::Histogram(h) => SeriesValue::Histogram(HistogramRef { cell: Arc::clone(h) }),
+                    Series::Gauge(g) => {
+                        SeriesValue::Gauge(f64::from_bits(g.bits.load(Ordering::Relaxed)))
+                    }
+                    Series::Histogram(h) => SeriesValue::Histogram(HistogramRef {
+                        cell: Arc::clone(h),
+                    }),
                 };
                 out.push(SeriesRef { labels, value });
             }

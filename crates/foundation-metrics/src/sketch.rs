@@ -78,14 +78,27 @@ struct Tables {
 
 static TABLES: std::sync::LazyLock<Tables> = std::sync::LazyLock::new(|| {
     #[allow(clippy::cast_precision_loss, reason = "small integers")]
-    let bounds: [f64; PER_BINADE + 1] =
-        std::array::from_fn(|j| if j == PER_BINADE { 2.0 } else { (j as f64 / PER_BINADE as f64).exp2() });
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, reason = "j < 35")]
+    let bounds: [f64; PER_BINADE + 1] = std::array::from_fn(|j| {
+        if j == PER_BINADE {
+            2.0
+        } else {
+            (j as f64 / PER_BINADE as f64).exp2()
+        }
+    });
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        reason = "j < 35"
+    )]
     let cell: [u8; CELLS] = std::array::from_fn(|c| {
         let lo = 1.0 + c as f64 / CELLS as f64;
         bounds.iter().rposition(|b| *b <= lo).unwrap_or(0) as u8
     });
-    Tables { bounds, cell, gamma: (1.0 / PER_BINADE as f64).exp2() }
+    Tables {
+        bounds,
+        cell,
+        gamma: (1.0 / PER_BINADE as f64).exp2(),
+    }
 });
 
 /// The bucket slot (0-based) for a magnitude `m >= MIN_MAGNITUDE`: bucket
@@ -119,7 +132,11 @@ fn slot_of(m: f64) -> usize {
 
 /// The lowest magnitude of a slot: `2^(e + j/35)`.
 #[inline]
-#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "slots < 4096")]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    reason = "slots < 4096"
+)]
 fn slot_lower(slot: usize) -> f64 {
     let e = (slot / PER_BINADE) as i32 + MIN_EXP;
     TABLES.bounds.get(slot % PER_BINADE).copied().unwrap_or(1.0) * f64::from(e).exp2()
@@ -128,7 +145,11 @@ fn slot_lower(slot: usize) -> f64 {
 /// The representative magnitude of a slot, `2 lo γ / (γ + 1)`: within
 /// `(γ − 1) / (γ + 1)` of everything in `[lo, lo γ)`.
 #[inline]
-#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "slots < 4096")]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    reason = "slots < 4096"
+)]
 fn slot_value(slot: usize) -> f64 {
     let g = TABLES.gamma;
     2.0 * slot_lower(slot) * g / (g + 1.0)
@@ -185,7 +206,9 @@ impl Quantile {
         if n == 0 {
             return 0;
         }
-        ((self.0 * n as f64).ceil() as u64).saturating_sub(1).min(n - 1)
+        ((self.0 * n as f64).ceil() as u64)
+            .saturating_sub(1)
+            .min(n - 1)
     }
 }
 
@@ -243,17 +266,21 @@ impl AtomicF64 {
     #[inline]
     fn min(&self, v: f64) {
         if v < self.load() {
-            let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                (v < f64::from_bits(b)).then_some(v.to_bits())
-            });
+            let _ = self
+                .0
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                    (v < f64::from_bits(b)).then_some(v.to_bits())
+                });
         }
     }
     #[inline]
     fn max(&self, v: f64) {
         if v > self.load() {
-            let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                (v > f64::from_bits(b)).then_some(v.to_bits())
-            });
+            let _ = self
+                .0
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                    (v > f64::from_bits(b)).then_some(v.to_bits())
+                });
         }
     }
 }
@@ -509,7 +536,8 @@ impl AtomicSketch {
     pub fn allocated_bytes(&self) -> usize {
         let chunks =
             self.pos.allocated_chunks() + self.neg.get().map_or(0, |s| s.allocated_chunks());
-        let tables = NUM_CHUNKS * std::mem::size_of::<OnceLock<Box<Chunk>>>()
+        let tables = NUM_CHUNKS
+            * std::mem::size_of::<OnceLock<Box<Chunk>>>()
             * (1 + usize::from(self.neg.get().is_some()));
         chunks * std::mem::size_of::<Chunk>() + tables
     }
@@ -551,7 +579,9 @@ pub struct SketchRecorder<'a> {
 
 impl fmt::Debug for SketchRecorder<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SketchRecorder").field("pending", &self.pending).finish_non_exhaustive()
+        f.debug_struct("SketchRecorder")
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
     }
 }
 
@@ -589,7 +619,8 @@ impl<'a> SketchRecorder<'a> {
                     (&mut self.pos, &mut self.pos_range)
                 } else {
                     (
-                        self.neg.get_or_insert_with(|| vec![0; NUM_SLOTS].into_boxed_slice()),
+                        self.neg
+                            .get_or_insert_with(|| vec![0; NUM_SLOTS].into_boxed_slice()),
                         &mut self.neg_range,
                     )
                 };
@@ -618,7 +649,12 @@ impl<'a> SketchRecorder<'a> {
         }
         let drain = |counts: &mut [u32], range: &mut (usize, usize), store: &AtomicStore| {
             if range.0 <= range.1 {
-                for (slot, c) in counts.iter_mut().enumerate().take(range.1 + 1).skip(range.0) {
+                for (slot, c) in counts
+                    .iter_mut()
+                    .enumerate()
+                    .take(range.1 + 1)
+                    .skip(range.0)
+                {
                     if *c > 0 {
                         store.add(slot, u64::from(*c));
                         *c = 0;
@@ -932,7 +968,11 @@ impl Sketch {
     #[must_use]
     pub fn cumulative_counts(&self, bounds: &[f64]) -> Vec<u64> {
         let mut out = Vec::with_capacity(bounds.len());
-        let neg = self.neg.iter().rev().map(|(s, c)| (-slot_lower(s) * TABLES.gamma, c));
+        let neg = self
+            .neg
+            .iter()
+            .rev()
+            .map(|(s, c)| (-slot_lower(s) * TABLES.gamma, c));
         let zero = (self.zero > 0).then_some((-MIN_MAGNITUDE, self.zero));
         let pos = self.pos.iter().map(|(s, c)| (slot_lower(s), c));
         let mut it = neg.chain(zero).chain(pos).peekable();
@@ -1032,7 +1072,10 @@ impl Stats {
     /// The value of quantile `q`, if it was asked for.
     #[must_use]
     pub fn quantile(&self, q: Quantile) -> Option<f64> {
-        self.quantiles.iter().find(|(k, _)| *k == q).map(|(_, v)| *v)
+        self.quantiles
+            .iter()
+            .find(|(k, _)| *k == q)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -1130,10 +1173,17 @@ mod tests {
         // The table agrees with the exact logarithm everywhere in a binade.
         for k in 0..200_000u32 {
             let x = 1.0 + f64::from(k) / 200_000.0;
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "test")]
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "test"
+            )]
             let exact = ((x.log2() * 35.0) + 1e-12).floor() as usize;
             let got = slot_of(x) - (0 - MIN_EXP) as usize * PER_BINADE;
-            assert!(got == exact || (x.log2() * 35.0 - exact as f64).abs() < 1e-9, "{x}: {got} vs {exact}");
+            assert!(
+                got == exact || (x.log2() * 35.0 - exact as f64).abs() < 1e-9,
+                "{x}: {got} vs {exact}"
+            );
         }
     }
 
@@ -1141,7 +1191,10 @@ mod tests {
     fn every_bucket_is_within_relative_error() {
         for &x in &[1e-9, 3.7e-6, 0.001, 0.8, 1.0, 7.0, 123_456.0, 9.9e17] {
             let v = slot_value(slot_of(x));
-            assert!((v - x).abs() / x <= RELATIVE_ERROR * (1.0 + 1e-9), "{x} -> {v}");
+            assert!(
+                (v - x).abs() / x <= RELATIVE_ERROR * (1.0 + 1e-9),
+                "{x} -> {v}"
+            );
         }
     }
 
@@ -1231,11 +1284,19 @@ mod tests {
         let s = Sketch::from_samples([0.0, 1.5, -2.0, 3e5]);
         let back = Sketch::from_json(&s.to_json().unwrap()).unwrap();
         assert_eq!(back, s);
-        let bad = s.to_json().unwrap().replace("\"mapping\":2", "\"mapping\":9");
+        let bad = s
+            .to_json()
+            .unwrap()
+            .replace("\"mapping\":2", "\"mapping\":9");
         let err = Sketch::from_json(&bad).unwrap_err().to_string();
         assert!(err.contains("mapping 9"), "{err}");
         let oob = r#"{"mapping":2,"relative_error":0.01,"zero":0,"sum":1,"min":1,"max":1,"pos":[[99999,1]],"neg":[]}"#;
-        assert!(Sketch::from_json(oob).unwrap_err().to_string().contains("out of range"));
+        assert!(
+            Sketch::from_json(oob)
+                .unwrap_err()
+                .to_string()
+                .contains("out of range")
+        );
     }
 
     #[test]

@@ -73,9 +73,18 @@ impl WindowLevel {
     #[must_use]
     pub fn defaults() -> Vec<Self> {
         vec![
-            Self { slot: Duration::from_secs(10), slots: 6 },
-            Self { slot: Duration::from_secs(60), slots: 5 },
-            Self { slot: Duration::from_secs(300), slots: 12 },
+            Self {
+                slot: Duration::from_secs(10),
+                slots: 6,
+            },
+            Self {
+                slot: Duration::from_secs(60),
+                slots: 5,
+            },
+            Self {
+                slot: Duration::from_secs(300),
+                slots: 12,
+            },
         ]
     }
 }
@@ -172,7 +181,11 @@ impl Levels {
         let Some(level) = self
             .levels
             .iter()
-            .find(|l| l.slot.saturating_mul(u32::try_from(l.cap).unwrap_or(u32::MAX)) >= d)
+            .find(|l| {
+                l.slot
+                    .saturating_mul(u32::try_from(l.cap).unwrap_or(u32::MAX))
+                    >= d
+            })
             .or_else(|| self.levels.last())
         else {
             // No levels configured: the only window is since start.
@@ -333,7 +346,11 @@ mod tests {
         }
         let hour = s.window(Duration::from_secs(3600));
         // 12 five-minute intervals plus the running one.
-        assert!((60..=65).contains(&hour.sketch.count()), "{}", hour.sketch.count());
+        assert!(
+            (60..=65).contains(&hour.sketch.count()),
+            "{}",
+            hour.sketch.count()
+        );
         assert!(hour.span >= Duration::from_secs(3600));
         assert!(hour.sketch.min().unwrap() >= 24.0);
     }
@@ -392,8 +409,14 @@ mod tests {
 
     #[test]
     fn level_validation_names_fields() {
-        let bad = WindowLevel { slot: Duration::ZERO, slots: 0 };
+        let bad = WindowLevel {
+            slot: Duration::ZERO,
+            slots: 0,
+        };
         let err = bad.validate().unwrap_err();
-        assert!(err.has_error_at("slot") && err.has_error_at("slots"), "{err}");
+        assert!(
+            err.has_error_at("slot") && err.has_error_at("slots"),
+            "{err}"
+        );
     }
 }

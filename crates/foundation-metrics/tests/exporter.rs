@@ -45,12 +45,27 @@ async fn scrape_over_http_and_parse() {
 
     let (head, body) = request(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
     let families = promtext::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
-    let lat = families.iter().find(|f| f.name == "llm_latency_seconds").unwrap();
-    assert_eq!(lat.sample("llm_latency_seconds_count", &[("model", "a")]), Some(2500.0));
-    let req = families.iter().find(|f| f.name == "llm_requests_total").unwrap();
-    assert_eq!(req.sample("llm_requests_total", &[("model", "b")]), Some(2500.0));
+    let lat = families
+        .iter()
+        .find(|f| f.name == "llm_latency_seconds")
+        .unwrap();
+    assert_eq!(
+        lat.sample("llm_latency_seconds_count", &[("model", "a")]),
+        Some(2500.0)
+    );
+    let req = families
+        .iter()
+        .find(|f| f.name == "llm_requests_total")
+        .unwrap();
+    assert_eq!(
+        req.sample("llm_requests_total", &[("model", "b")]),
+        Some(2500.0)
+    );
 
     let (head, body) = request(addr, "HEAD /metrics?x=1 HTTP/1.1\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -58,7 +73,10 @@ async fn scrape_over_http_and_parse() {
     let (head, _) = request(addr, "GET /nope HTTP/1.1\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     let (head, _) = request(addr, "POST /metrics HTTP/1.1\r\n\r\n").await;
-    assert!(head.starts_with("HTTP/1.1 405") && head.contains("Allow: GET, HEAD"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 405") && head.contains("Allow: GET, HEAD"),
+        "{head}"
+    );
     let (head, _) = request(addr, "garbage\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000));
@@ -80,7 +98,10 @@ async fn slow_clients_time_out_and_do_not_block_others() {
     let addr = exporter.local_addr();
     // A client that never finishes its request head (slowloris).
     let mut stuck = TcpStream::connect(addr).await.unwrap();
-    stuck.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    stuck
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     // Another client is still served meanwhile.
     let (head, _) = request(addr, "GET /metrics HTTP/1.1\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -92,7 +113,10 @@ async fn slow_clients_time_out_and_do_not_block_others() {
 
 #[tokio::test(start_paused = true)]
 async fn upkeep_runs_without_scrapes_and_memory_stays_flat() {
-    let config = RecorderConfig { idle_timeout: Some(Duration::from_secs(30)), ..RecorderConfig::default() };
+    let config = RecorderConfig {
+        idle_timeout: Some(Duration::from_secs(30)),
+        ..RecorderConfig::default()
+    };
     let recorder = MetricsRecorder::builder()
         .with_config(config)
         .with_clock(Arc::new(TokioClock))
@@ -128,7 +152,13 @@ async fn upkeep_runs_without_scrapes_and_memory_stays_flat() {
     let (_, at_80) = sizes[7];
     assert!(at_80 <= at_70 + at_70 / 20, "{sizes:?}");
     // The minute window only holds the last minute's samples.
-    let w = handle.window("steady_seconds", &[("model", "m")], Duration::from_secs(60)).unwrap();
-    assert!((1_100..=1_400).contains(&w.sketch.count()), "{}", w.sketch.count());
+    let w = handle
+        .window("steady_seconds", &[("model", "m")], Duration::from_secs(60))
+        .unwrap();
+    assert!(
+        (1_100..=1_400).contains(&w.sketch.count()),
+        "{}",
+        w.sketch.count()
+    );
     drop(exporter);
 }

@@ -27,7 +27,10 @@ fn recorder(config: RecorderConfig, clock: &ManualClock) -> (MetricsRecorder, Me
 #[test]
 fn cardinality_is_bounded_over_100k_label_sets() {
     let clock = ManualClock::new();
-    let config = RecorderConfig { cardinality_limit: 1000, ..RecorderConfig::default() };
+    let config = RecorderConfig {
+        cardinality_limit: 1000,
+        ..RecorderConfig::default()
+    };
     let (r, h) = recorder(config, &clock);
     metrics::with_local_recorder(&r, || {
         for i in 0..1000u32 {
@@ -60,7 +63,11 @@ fn cardinality_is_bounded_over_100k_label_sets() {
         .sum();
     assert_eq!(total, 100_000, "folding loses no sample");
     let text = h.render();
-    assert!(text.contains("foundation_metrics_series_folded_total{metric=\"req_seconds\"} 99000"), "{}", &text[text.len().saturating_sub(600)..]);
+    assert!(
+        text.contains("foundation_metrics_series_folded_total{metric=\"req_seconds\"} 99000"),
+        "{}",
+        &text[text.len().saturating_sub(600)..]
+    );
     promtext::parse(&text).unwrap();
 }
 
@@ -89,15 +96,24 @@ fn reject_policy_drops_and_counts() {
     assert_eq!(h.series("wide").len(), 3);
     assert_eq!(h.series("narrow").len(), 10);
     let text = h.render();
-    assert!(text.contains("foundation_metrics_series_rejected_total{metric=\"wide\"} 17"), "{text}");
-    assert!(text.contains("foundation_metrics_series_rejected_total{metric=\"narrow\"} 10"), "{text}");
+    assert!(
+        text.contains("foundation_metrics_series_rejected_total{metric=\"wide\"} 17"),
+        "{text}"
+    );
+    assert!(
+        text.contains("foundation_metrics_series_rejected_total{metric=\"narrow\"} 10"),
+        "{text}"
+    );
     promtext::parse(&text).unwrap();
 }
 
 #[test]
 fn idle_series_expire_unless_held() {
     let clock = ManualClock::new();
-    let config = RecorderConfig { idle_timeout: Some(Duration::from_secs(60)), ..RecorderConfig::default() };
+    let config = RecorderConfig {
+        idle_timeout: Some(Duration::from_secs(60)),
+        ..RecorderConfig::default()
+    };
     let (r, h) = recorder(config, &clock);
     let held = metrics::with_local_recorder(&r, || {
         metrics::histogram!("lat_seconds", "model" => "old").record(1.0);
@@ -115,15 +131,26 @@ fn idle_series_expire_unless_held() {
     let report = h.run_upkeep();
     assert_eq!(report.expired, 2, "idle histogram and counter go");
     assert!(h.snapshot("lat_seconds", &[("model", "old")]).is_none());
-    assert_eq!(h.gauge("inflight", &[]), Some(2.0), "recently set gauge stays");
+    assert_eq!(
+        h.gauge("inflight", &[]),
+        Some(2.0),
+        "recently set gauge stays"
+    );
     // A handle someone holds is never expired, so its samples are never lost.
     clock.advance(Duration::from_secs(600));
     h.run_upkeep();
     held.record(0.7);
-    assert_eq!(h.snapshot("lat_seconds", &[("model", "held")]).unwrap().count(), 2);
+    assert_eq!(
+        h.snapshot("lat_seconds", &[("model", "held")])
+            .unwrap()
+            .count(),
+        2
+    );
     assert!(h.gauge("inflight", &[]).is_none());
     // An expired name can be registered again, under the limit as before.
-    metrics::with_local_recorder(&r, || metrics::counter!("calls", "model" => "old").increment(5));
+    metrics::with_local_recorder(&r, || {
+        metrics::counter!("calls", "model" => "old").increment(5)
+    });
     assert_eq!(h.counter("calls", &[("model", "old")]), Some(5));
 }
 
@@ -143,7 +170,11 @@ fn exposition_is_valid_and_matches_the_data() {
     let (r, h) = recorder(config, &clock);
     let mut rng = Rng::new(9);
     metrics::with_local_recorder(&r, || {
-        metrics::describe_histogram!("llm_latency_seconds", metrics::Unit::Seconds, "Latency of model calls.\nEnd to end.");
+        metrics::describe_histogram!(
+            "llm_latency_seconds",
+            metrics::Unit::Seconds,
+            "Latency of model calls.\nEnd to end."
+        );
         for _ in 0..10_000 {
             let v = rng.llm_latency();
             metrics::histogram!("llm_latency_seconds", "model" => "big", "le" => "x").record(v);
@@ -157,24 +188,44 @@ fn exposition_is_valid_and_matches_the_data() {
     });
     let text = h.render();
     let families = promtext::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let lat = families.iter().find(|f| f.name == "llm_latency_seconds").unwrap();
+    let lat = families
+        .iter()
+        .find(|f| f.name == "llm_latency_seconds")
+        .unwrap();
     assert_eq!(lat.kind, "histogram");
     assert!(lat.help.as_deref().unwrap().contains("End to end."));
     let labels = [("model", "big"), ("exported_le", "x")];
     let count = lat.sample("llm_latency_seconds_count", &labels).unwrap();
     assert_eq!(count, 10_000.0);
     let le1 = lat
-        .sample("llm_latency_seconds_bucket", &[("model", "big"), ("exported_le", "x"), ("le", "1")])
+        .sample(
+            "llm_latency_seconds_bucket",
+            &[("model", "big"), ("exported_le", "x"), ("le", "1")],
+        )
         .unwrap();
     // ~95% of LLM-like calls finish within 1 s.
     assert!((0.85..0.97).contains(&(le1 / count)), "{le1}");
-    let wait = families.iter().find(|f| f.name == "queue_wait_seconds").unwrap();
+    let wait = families
+        .iter()
+        .find(|f| f.name == "queue_wait_seconds")
+        .unwrap();
     assert_eq!(wait.kind, "summary");
-    let p99 = wait.sample("queue_wait_seconds", &[("quantile", "0.99")]).unwrap();
+    let p99 = wait
+        .sample("queue_wait_seconds", &[("quantile", "0.99")])
+        .unwrap();
     assert!((0.5..0.9).contains(&p99), "{p99}");
-    let c = families.iter().find(|f| f.name == "http_requests_total").unwrap();
+    let c = families
+        .iter()
+        .find(|f| f.name == "http_requests_total")
+        .unwrap();
     assert_eq!(c.kind, "counter");
-    assert_eq!(c.sample("http_requests_total", &[("path", "/a\"b\\c\nd"), ("exported__bad", "1")]), Some(3.0));
+    assert_eq!(
+        c.sample(
+            "http_requests_total",
+            &[("path", "/a\"b\\c\nd"), ("exported__bad", "1")]
+        ),
+        Some(3.0)
+    );
     assert!(text.contains("foundation_metrics_invalid_samples_total{metric=\"weird\"} 1"));
     assert!(text.contains("foundation_metrics_kind_conflicts_total 1"));
 }
@@ -208,7 +259,10 @@ fn buckets_can_change_at_runtime_without_losing_history() {
     assert!(text.contains("job_seconds_bucket{le=\"80\"} 80"), "{text}");
     promtext::parse(&text).unwrap();
     // Invalid updates are refused and the old config stays.
-    let bad = h.config().update_with(|c| RecorderConfig { cardinality_limit: 0, ..c.clone() });
+    let bad = h.config().update_with(|c| RecorderConfig {
+        cardinality_limit: 0,
+        ..c.clone()
+    });
     assert!(bad.unwrap_err().has_error_at("cardinality_limit"));
 }
 
@@ -228,12 +282,16 @@ fn queries_find_series_in_any_label_order_and_windows_move() {
             metrics::histogram!("rt_seconds", "a" => "1", "b" => "2").record(0.5);
         }
     });
-    let held = h.histogram("rt_seconds", &[("b", "2"), ("a", "1")]).unwrap();
+    let held = h
+        .histogram("rt_seconds", &[("b", "2"), ("a", "1")])
+        .unwrap();
     assert_eq!(held.count(), 110);
     let minute = held.window(Duration::from_secs(60));
     assert_eq!(minute.sketch.count(), 10);
     assert!((minute.sketch.quantile(Quantile::P99).unwrap() - 0.5).abs() < 0.006);
-    let stats = h.stats("rt_seconds", &[("a", "1"), ("b", "2")], &[Quantile::P50]).unwrap();
+    let stats = h
+        .stats("rt_seconds", &[("a", "1"), ("b", "2")], &[Quantile::P50])
+        .unwrap();
     assert_eq!(stats.count, 110);
     assert!((stats.quantile(Quantile::P50).unwrap() - 2.0).abs() < 0.021);
     assert!(h.histogram("rt_seconds", &[("a", "1")]).is_none());
@@ -271,14 +329,29 @@ fn cost_totals_are_exact_and_distributions_answer_questions() {
     let q = CostQuery::new(h.clone());
     assert_eq!(q.total_cost(&Filter::all()), Cost::from_micros(exact_total));
     let top = q.top_by_spend(Dimension::Tenant, 3, None);
-    let mut want: Vec<_> = per_tenant.iter().map(|(k, v)| (k.clone(), Cost::from_micros(*v))).collect();
+    let mut want: Vec<_> = per_tenant
+        .iter()
+        .map(|(k, v)| (k.clone(), Cost::from_micros(*v)))
+        .collect();
     want.sort_by_key(|a| std::cmp::Reverse(a.1));
     assert_eq!(top, want[..3].to_vec());
     // Within an hour window the spend is the same (exact integer sums).
-    assert_eq!(q.top_by_spend(Dimension::Tenant, 3, Some(Duration::from_secs(3600))), top);
-    let p99 = q.cost_quantile(&Filter::all().model("big"), Quantile::P99, Some(Duration::from_secs(3600))).unwrap();
+    assert_eq!(
+        q.top_by_spend(Dimension::Tenant, 3, Some(Duration::from_secs(3600))),
+        top
+    );
+    let p99 = q
+        .cost_quantile(
+            &Filter::all().model("big"),
+            Quantile::P99,
+            Some(Duration::from_secs(3600)),
+        )
+        .unwrap();
     let exact = support::exact_quantile(&support::sorted(big_model_costs), 0.99);
-    assert!((p99.as_micros() as f64 - exact).abs() / exact <= 0.011, "{p99} vs {exact}");
+    assert!(
+        (p99.as_micros() as f64 - exact).abs() / exact <= 0.011,
+        "{p99} vs {exact}"
+    );
     assert!(q.total_tokens(&Filter::all().tenant("t1"), None) > Tokens::ZERO);
     promtext::parse(&h.render()).unwrap();
 }
@@ -334,10 +407,17 @@ fn promtext_parser_self_check() {
 fn promtool_accepts_the_exposition() {
     use std::io::Write;
     let clock = ManualClock::new();
-    let (r, h) = recorder(RecorderConfig { cardinality_limit: 5, ..RecorderConfig::default() }, &clock);
+    let (r, h) = recorder(
+        RecorderConfig {
+            cardinality_limit: 5,
+            ..RecorderConfig::default()
+        },
+        &clock,
+    );
     metrics::with_local_recorder(&r, || {
         for i in 0..20u32 {
-            metrics::histogram!("llm_latency_seconds", "model" => i.to_string()).record(f64::from(i) / 10.0);
+            metrics::histogram!("llm_latency_seconds", "model" => i.to_string())
+                .record(f64::from(i) / 10.0);
         }
         metrics::counter!("requests", "path" => "/x\"y").increment(1);
         metrics::gauge!("inflight").set(2.0);
@@ -357,7 +437,12 @@ fn promtool_accepts_the_exposition() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("promtool not found: install the Debian package `prometheus`");
-    child.stdin.take().unwrap().write_all(h.render().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(h.render().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

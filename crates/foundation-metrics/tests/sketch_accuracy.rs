@@ -25,11 +25,24 @@ fn check(name: &str, samples: Vec<f64>) {
     for q in QS {
         let want = exact_quantile(&exact, q);
         for (how, got) in [
-            ("atomic", atomic.quantile(Quantile::new(q).unwrap()).unwrap()),
-            ("snapshot", snap.quantile(Quantile::new(q).unwrap()).unwrap()),
+            (
+                "atomic",
+                atomic.quantile(Quantile::new(q).unwrap()).unwrap(),
+            ),
+            (
+                "snapshot",
+                snap.quantile(Quantile::new(q).unwrap()).unwrap(),
+            ),
         ] {
-            let err = if want == 0.0 { got.abs() } else { (got - want).abs() / want.abs() };
-            assert!(err <= TOL, "{name} {how} p{q}: got {got}, exact {want}, error {err}");
+            let err = if want == 0.0 {
+                got.abs()
+            } else {
+                (got - want).abs() / want.abs()
+            };
+            assert!(
+                err <= TOL,
+                "{name} {how} p{q}: got {got}, exact {want}, error {err}"
+            );
         }
     }
     assert_eq!(snap.min(), exact.first().copied());
@@ -41,13 +54,19 @@ fn check(name: &str, samples: Vec<f64>) {
 #[test]
 fn uniform_is_within_one_percent() {
     let mut rng = Rng::new(1);
-    check("uniform", (0..200_000).map(|_| 0.001 + rng.unit() * 10.0).collect());
+    check(
+        "uniform",
+        (0..200_000).map(|_| 0.001 + rng.unit() * 10.0).collect(),
+    );
 }
 
 #[test]
 fn lognormal_is_within_one_percent() {
     let mut rng = Rng::new(2);
-    check("lognormal", (0..200_000).map(|_| rng.lognormal(0.25, 1.2)).collect());
+    check(
+        "lognormal",
+        (0..200_000).map(|_| rng.lognormal(0.25, 1.2)).collect(),
+    );
 }
 
 #[test]
@@ -68,7 +87,13 @@ fn signed_and_zero_values_are_within_one_percent() {
     check(
         "signed",
         (0..50_000)
-            .map(|i| if i % 10 == 0 { 0.0 } else { rng.normal() * 100.0 })
+            .map(|i| {
+                if i % 10 == 0 {
+                    0.0
+                } else {
+                    rng.normal() * 100.0
+                }
+            })
             .filter(|v| *v == 0.0 || v.abs() > 1e-6)
             .collect(),
     );
@@ -143,7 +168,10 @@ fn memory_is_flat_over_ten_million_samples() {
     }
     assert_eq!(s.count(), 10_000_000);
     assert_eq!(s.allocated_bytes(), after_1m, "memory grew with samples");
-    assert!(after_1m <= 8 * 1024, "a latency series should stay small: {after_1m} bytes");
+    assert!(
+        after_1m <= 8 * 1024,
+        "a latency series should stay small: {after_1m} bytes"
+    );
     assert!(AtomicSketch::max_allocated_bytes() <= 64 * 1024);
 }
 

@@ -3,7 +3,11 @@
 //!
 //! `cargo run -p foundation-pool --example elastic` (about 3 seconds).
 #![allow(clippy::print_stdout, reason = "an example prints what it shows")]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "an example fails loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "an example fails loudly"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -96,7 +100,10 @@ async fn main() {
     }
     match pool.get_timeout(Duration::from_secs(1)).await {
         Ok(_) => println!("unexpected: got an object"),
-        Err(e) => println!("checkout while down: {e} ({:?})", foundation_core::Classify::kind(&e)),
+        Err(e) => println!(
+            "checkout while down: {e} ({:?})",
+            foundation_core::Classify::kind(&e)
+        ),
     }
     println!("-- backend up");
     down.store(false, Ordering::SeqCst);

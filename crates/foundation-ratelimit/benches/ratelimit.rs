@@ -4,7 +4,12 @@
 //!
 //! Quotas are large enough that every check is admitted, so the benches
 //! measure the admission path, not denials.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, reason = "benchmark code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "benchmark code"
+)]
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -28,27 +33,40 @@ fn one_dim() -> LimiterConfig {
 }
 
 fn two_dims() -> LimiterConfig {
-    one_dim().with_dimension(DimensionConfig::per_second("tokens", u64::from(PER_SEC) * 1_000))
+    one_dim().with_dimension(DimensionConfig::per_second(
+        "tokens",
+        u64::from(PER_SEC) * 1_000,
+    ))
 }
 
 fn single_dim_system_clock(c: &mut Criterion) {
     let mut g = c.benchmark_group("ratelimit_single_dim_system_clock");
-    let ours = RateLimiter::builder(one_dim()).with_clock(SystemClock).build().unwrap();
+    let ours = RateLimiter::builder(one_dim())
+        .with_clock(SystemClock)
+        .build()
+        .unwrap();
     let one = Charge::from([1]);
-    g.bench_function("foundation", |b| b.iter(|| black_box(ours.check(black_box(one))).unwrap()));
+    g.bench_function("foundation", |b| {
+        b.iter(|| black_box(ours.check(black_box(one))).unwrap())
+    });
     // governor's default clock (quanta, TSC-based).
     let gov = Governor::direct(quota());
     g.bench_function("governor", |b| b.iter(|| black_box(gov.check()).unwrap()));
     // governor on std's Instant, the same clock source as SystemClock.
     let gov_mono = Governor::direct_with_clock(quota(), MonotonicClock);
-    g.bench_function("governor_monotonic", |b| b.iter(|| black_box(gov_mono.check()).unwrap()));
+    g.bench_function("governor_monotonic", |b| {
+        b.iter(|| black_box(gov_mono.check()).unwrap())
+    });
     g.finish();
 }
 
 fn single_dim_manual_clock(c: &mut Criterion) {
     let mut g = c.benchmark_group("ratelimit_single_dim_manual_clock");
     let clock = ManualClock::new();
-    let ours = RateLimiter::builder(one_dim()).with_clock(clock.clone()).build().unwrap();
+    let ours = RateLimiter::builder(one_dim())
+        .with_clock(clock.clone())
+        .build()
+        .unwrap();
     let one = Charge::from([1]);
     g.bench_function("foundation", |b| {
         b.iter(|| {
@@ -69,9 +87,14 @@ fn single_dim_manual_clock(c: &mut Criterion) {
 
 fn two_dims_check(c: &mut Criterion) {
     let mut g = c.benchmark_group("ratelimit_two_dims");
-    let ours = RateLimiter::builder(two_dims()).with_clock(SystemClock).build().unwrap();
+    let ours = RateLimiter::builder(two_dims())
+        .with_clock(SystemClock)
+        .build()
+        .unwrap();
     let charge = Charge::from([1, 1_500]);
-    g.bench_function("foundation", |b| b.iter(|| black_box(ours.check(black_box(charge))).unwrap()));
+    g.bench_function("foundation", |b| {
+        b.iter(|| black_box(ours.check(black_box(charge))).unwrap())
+    });
     let gov = Governor::direct(quota());
     g.bench_function("governor", |b| b.iter(|| black_box(gov.check()).unwrap()));
     g.finish();
@@ -79,7 +102,10 @@ fn two_dims_check(c: &mut Criterion) {
 
 fn keyed(c: &mut Criterion) {
     let mut g = c.benchmark_group("ratelimit_keyed");
-    let ours: KeyedRateLimiter<u64> = KeyedRateLimiter::builder(one_dim()).with_clock(SystemClock).build().unwrap();
+    let ours: KeyedRateLimiter<u64> = KeyedRateLimiter::builder(one_dim())
+        .with_clock(SystemClock)
+        .build()
+        .unwrap();
     let gov = Governor::keyed(quota());
     let one = Charge::from([1]);
     for k in 0..1_000u64 {
@@ -136,9 +162,16 @@ const EACH: usize = 50;
 fn acquire_contended(c: &mut Criterion) {
     let mut g = c.benchmark_group("ratelimit_acquire_contended");
     g.throughput(criterion::Throughput::Elements((TASKS * EACH) as u64));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
     let cfg = one_dim().with_concurrency(2).with_max_waiters(TASKS * 2);
-    let ours = RateLimiter::builder(cfg).with_clock(SystemClock).build().unwrap();
+    let ours = RateLimiter::builder(cfg)
+        .with_clock(SystemClock)
+        .build()
+        .unwrap();
     g.bench_function("foundation", |b| {
         b.iter(|| {
             run_tasks(&rt, &ours, |l: RateLimiter| async move {

@@ -29,5 +29,8 @@ fn main() {
     }
     println!("live tenants: {}", per_tenant.len());
     clock.advance(Duration::from_secs(60));
-    println!("evicted {} idle tenants after a quiet minute", per_tenant.evict_idle());
+    println!(
+        "evicted {} idle tenants after a quiet minute",
+        per_tenant.evict_idle()
+    );
 }

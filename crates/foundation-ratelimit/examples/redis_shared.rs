@@ -1,7 +1,12 @@
 //! Several instances sharing one quota on Redis.
 //!
 //! `FOUNDATION_REDIS_URL=redis://127.0.0.1:6379/ cargo run -p foundation-ratelimit --example redis_shared --features redis`
-#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, reason = "example")]
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "example"
+)]
 
 use foundation_ratelimit::redis::RedisRateLimiter;
 use foundation_ratelimit::{Charge, DimensionConfig, LimiterConfig};
@@ -14,8 +19,18 @@ async fn main() {
         .with_dimension(DimensionConfig::per_minute("requests", 10))
         .with_dimension(DimensionConfig::per_minute("tokens", 5_000));
     let prefix = format!("example-{}", std::process::id());
-    let a = RedisRateLimiter::new(client.get_multiplexed_async_connection().await.unwrap(), &prefix, cfg.clone()).unwrap();
-    let b = RedisRateLimiter::new(client.get_multiplexed_async_connection().await.unwrap(), &prefix, cfg).unwrap();
+    let a = RedisRateLimiter::new(
+        client.get_multiplexed_async_connection().await.unwrap(),
+        &prefix,
+        cfg.clone(),
+    )
+    .unwrap();
+    let b = RedisRateLimiter::new(
+        client.get_multiplexed_async_connection().await.unwrap(),
+        &prefix,
+        cfg,
+    )
+    .unwrap();
     for i in 0..8 {
         let l = if i % 2 == 0 { &a } else { &b };
         match l.try_acquire(Charge::from([1, 1_000])).await {

@@ -100,7 +100,11 @@ impl From<&[u64]> for Charge {
 
 impl fmt::Debug for Charge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let last = self.amounts.iter().rposition(|&a| a != 0).map_or(0, |i| i + 1);
+        let last = self
+            .amounts
+            .iter()
+            .rposition(|&a| a != 0)
+            .map_or(0, |i| i + 1);
         f.debug_list().entries(&self.amounts[..last]).finish()
     }
 }

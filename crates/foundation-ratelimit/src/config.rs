@@ -132,9 +132,17 @@ impl Validate for DimensionConfig {
             v.check(burst > 0, "burst", "must be at least 1");
         }
         if let Some(q) = self.max_queued {
-            v.check(q > 0, "max_queued", "must be at least 1 (omit it for the default)");
+            v.check(
+                q > 0,
+                "max_queued",
+                "must be at least 1 (omit it for the default)",
+            );
         }
-        if self.limit > 0 && !self.period.is_zero() && self.effective_burst() > 0 && self.gcra().is_none() {
+        if self.limit > 0
+            && !self.period.is_zero()
+            && self.effective_burst() > 0
+            && self.gcra().is_none()
+        {
             v.error(
                 "period",
                 format!(
@@ -255,7 +263,8 @@ impl LimiterConfig {
     /// A syntax/shape error (unknown fields are rejected) or the validation
     /// errors with their field paths.
     pub fn from_toml(text: &str) -> Result<Self, crate::ConfigError> {
-        let cfg: Self = toml::from_str(text).map_err(|e| crate::ConfigError::Parse(e.to_string()))?;
+        let cfg: Self =
+            toml::from_str(text).map_err(|e| crate::ConfigError::Parse(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -273,7 +282,10 @@ impl Validate for LimiterConfig {
         v.check(
             self.dimensions.len() <= MAX_DIMENSIONS,
             "dimensions",
-            format!("at most {MAX_DIMENSIONS} dimensions are supported, got {}", self.dimensions.len()),
+            format!(
+                "at most {MAX_DIMENSIONS} dimensions are supported, got {}",
+                self.dimensions.len()
+            ),
         );
         v.check(
             !self.dimensions.is_empty() || self.concurrency.is_some(),
@@ -284,13 +296,19 @@ impl Validate for LimiterConfig {
         for (i, d) in self.dimensions.iter().enumerate() {
             if self.dimensions[..i].iter().any(|o| o.name == d.name) {
                 v.error(
-                    foundation_core::FieldPath::from("dimensions").index(i).field("name"),
+                    foundation_core::FieldPath::from("dimensions")
+                        .index(i)
+                        .field("name"),
                     format!("duplicate dimension name {:?}", d.name),
                 );
             }
         }
         if let Some(c) = self.concurrency {
-            v.check(c > 0, "concurrency", "must be at least 1 (omit it for no limit)");
+            v.check(
+                c > 0,
+                "concurrency",
+                "must be at least 1 (omit it for no limit)",
+            );
         }
     }
 }
@@ -330,9 +348,14 @@ mod tests {
         }
         assert!(cfg.validate().unwrap_err().has_error_at("dimensions"));
         let cfg = LimiterConfig::new().with_dimension(
-            DimensionConfig::new("slow", 1, Duration::from_secs(86_400 * 365 * 100)).with_burst(u64::MAX),
+            DimensionConfig::new("slow", 1, Duration::from_secs(86_400 * 365 * 100))
+                .with_burst(u64::MAX),
         );
-        assert!(cfg.validate().unwrap_err().has_error_at("dimensions[0].period"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .has_error_at("dimensions[0].period")
+        );
         assert!(LimiterConfig::new().validate().is_err());
     }
 
@@ -340,7 +363,14 @@ mod tests {
     #[test]
     fn json_schema_names_the_fields() {
         let schema = serde_json::to_string(&schemars::schema_for!(LimiterConfig)).unwrap();
-        for field in ["dimensions", "concurrency", "max_waiters", "burst", "max_queued", "period"] {
+        for field in [
+            "dimensions",
+            "concurrency",
+            "max_waiters",
+            "burst",
+            "max_queued",
+            "period",
+        ] {
             assert!(schema.contains(field), "{field} missing from {schema}");
         }
     }

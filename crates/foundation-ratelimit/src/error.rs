@@ -31,7 +31,9 @@ pub enum AcquireError {
         waiters: usize,
     },
     /// The charge is larger than a dimension's burst, so it can never be admitted.
-    #[error("charge of {cost} on {dimension} exceeds its burst of {burst} and can never be admitted")]
+    #[error(
+        "charge of {cost} on {dimension} exceeds its burst of {burst} and can never be admitted"
+    )]
     ExceedsBurst {
         /// The dimension.
         dimension: Arc<str>,
@@ -89,7 +91,9 @@ impl AcquireError {
     #[must_use]
     pub fn dimension(&self) -> Option<&str> {
         match self {
-            Self::RateLimited { dimension, .. } | Self::ExceedsBurst { dimension, .. } => Some(dimension),
+            Self::RateLimited { dimension, .. } | Self::ExceedsBurst { dimension, .. } => {
+                Some(dimension)
+            }
             _ => None,
         }
     }

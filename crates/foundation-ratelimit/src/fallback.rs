@@ -125,11 +125,22 @@ impl Classify for FallbackError {
     /// target will admit later; otherwise overloaded (or invalid input when
     /// the charge fits no target at all).
     fn kind(&self) -> ErrorKind {
-        let soonest = self.reasons.iter().filter_map(|(_, e)| e.retry_after()).min();
+        let soonest = self
+            .reasons
+            .iter()
+            .filter_map(|(_, e)| e.retry_after())
+            .min();
         if soonest.is_some() {
-            return ErrorKind::RateLimited { retry_after: soonest };
+            return ErrorKind::RateLimited {
+                retry_after: soonest,
+            };
         }
-        if !self.reasons.is_empty() && self.reasons.iter().all(|(_, e)| e.kind() == ErrorKind::InvalidInput) {
+        if !self.reasons.is_empty()
+            && self
+                .reasons
+                .iter()
+                .all(|(_, e)| e.kind() == ErrorKind::InvalidInput)
+        {
             ErrorKind::InvalidInput
         } else {
             ErrorKind::Overloaded
@@ -180,7 +191,8 @@ impl<S: FallbackStrategy> Fallback<S> {
         targets: impl IntoIterator<Item = (N, RateLimiter)>,
         strategy: S,
     ) -> Result<Self, ConfigError> {
-        let targets: Vec<(Arc<str>, RateLimiter)> = targets.into_iter().map(|(n, l)| (n.into(), l)).collect();
+        let targets: Vec<(Arc<str>, RateLimiter)> =
+            targets.into_iter().map(|(n, l)| (n.into(), l)).collect();
         if let Some((_, first)) = targets.first() {
             let expected: Vec<String> = first.dimensions().map(str::to_owned).collect();
             for (_, l) in &targets[1..] {
@@ -207,7 +219,9 @@ impl<S: FallbackStrategy> Fallback<S> {
                 name,
                 status: match l.would_admit(charge) {
                     Ok(()) => Ok(Duration::ZERO),
-                    Err(AcquireError::RateLimited { .. } | AcquireError::Queued { .. }) => l.predicted_wait(charge),
+                    Err(AcquireError::RateLimited { .. } | AcquireError::Queued { .. }) => {
+                        l.predicted_wait(charge)
+                    }
                     Err(e) => Err(e),
                 },
             })
@@ -235,8 +249,12 @@ impl<S: FallbackStrategy> Fallback<S> {
                 .collect();
             let choice = self.strategy.choose(&candidates);
             let (position, result) = match choice {
-                Choice::Now(p) if p < self.targets.len() => (p, self.targets[p].1.try_acquire(charge)),
-                Choice::Wait(p, d) if p < self.targets.len() => (p, self.targets[p].1.acquire_within(charge, d).await),
+                Choice::Now(p) if p < self.targets.len() => {
+                    (p, self.targets[p].1.try_acquire(charge))
+                }
+                Choice::Wait(p, d) if p < self.targets.len() => {
+                    (p, self.targets[p].1.acquire_within(charge, d).await)
+                }
                 _ => {
                     let reasons = candidates
                         .into_iter()
@@ -286,10 +304,13 @@ mod tests {
     use foundation_core::TokioClock;
 
     fn target(tokens_per_sec: u64) -> RateLimiter {
-        RateLimiter::builder(LimiterConfig::new().with_dimension(DimensionConfig::per_second("tokens", tokens_per_sec)))
-            .with_clock(TokioClock)
-            .build()
-            .unwrap()
+        RateLimiter::builder(
+            LimiterConfig::new()
+                .with_dimension(DimensionConfig::per_second("tokens", tokens_per_sec)),
+        )
+        .with_clock(TokioClock)
+        .build()
+        .unwrap()
     }
 
     #[tokio::test(start_paused = true)]
@@ -297,7 +318,13 @@ mod tests {
         let (a, b) = (target(100), target(50));
         let _ = a.try_acquire(Charge::from([100])).unwrap();
         let _ = b.try_acquire(Charge::from([50])).unwrap();
-        let f = Fallback::new([("a", a), ("b", b)], ShortestWait { deadline: Duration::from_millis(500) }).unwrap();
+        let f = Fallback::new(
+            [("a", a), ("b", b)],
+            ShortestWait {
+                deadline: Duration::from_millis(500),
+            },
+        )
+        .unwrap();
         // a needs 400ms for 40 tokens, b 800ms: a is chosen and waited for.
         let start = tokio::time::Instant::now();
         let p = f.acquire(Charge::from([40])).await.unwrap();
@@ -306,8 +333,17 @@ mod tests {
         // 60 more tokens: a needs 600ms, b 800ms; both are over the deadline.
         let err = f.acquire(Charge::from([60])).await.unwrap_err();
         assert_eq!(err.reasons.len(), 2);
-        assert!(matches!(err.kind(), ErrorKind::RateLimited { retry_after: Some(_) }));
-        assert!(err.to_string().starts_with("no fallback target admitted the request: a: predicted wait"), "{err}");
+        assert!(matches!(
+            err.kind(),
+            ErrorKind::RateLimited {
+                retry_after: Some(_)
+            }
+        ));
+        assert!(
+            err.to_string()
+                .starts_with("no fallback target admitted the request: a: predicted wait"),
+            "{err}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -316,9 +352,16 @@ mod tests {
         assert_eq!(f.acquire(Charge::from([10])).await.unwrap().target(), "a");
         assert_eq!(f.acquire(Charge::from([10])).await.unwrap().target(), "b");
         let err = f.acquire(Charge::from([30])).await.unwrap_err();
-        assert!(err.reasons.iter().all(|(_, e)| matches!(e, AcquireError::ExceedsBurst { .. })));
+        assert!(
+            err.reasons
+                .iter()
+                .all(|(_, e)| matches!(e, AcquireError::ExceedsBurst { .. }))
+        );
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
-        let other = RateLimiter::try_new(LimiterConfig::new().with_dimension(DimensionConfig::per_second("requests", 1))).unwrap();
+        let other = RateLimiter::try_new(
+            LimiterConfig::new().with_dimension(DimensionConfig::per_second("requests", 1)),
+        )
+        .unwrap();
         assert!(Fallback::new([("a", target(1)), ("x", other)], FirstAdmitting).is_err());
     }
 }

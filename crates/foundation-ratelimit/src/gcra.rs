@@ -104,7 +104,10 @@ impl Gcra {
 
 /// Atomically applies `f` to `cell` (CAS loop); `f` returning `None` aborts.
 #[inline]
-pub(crate) fn update<E>(cell: &AtomicU64, mut f: impl FnMut(u64) -> Result<u64, E>) -> Result<(u64, u64), E> {
+pub(crate) fn update<E>(
+    cell: &AtomicU64,
+    mut f: impl FnMut(u64) -> Result<u64, E>,
+) -> Result<(u64, u64), E> {
     let mut cur = cell.load(Ordering::Acquire);
     loop {
         let next = f(cur)?;

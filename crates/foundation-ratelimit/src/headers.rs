@@ -133,8 +133,12 @@ impl RateLimitInfo {
             let value = value.trim();
             match name.as_str() {
                 "date" => info.date = httpdate::parse_http_date(value).ok(),
-                "retry-after" => retry_after_s = parse_retry_after(value).or_else(|| ignored(&name, value)),
-                "retry-after-ms" => retry_after_ms = parse_millis(value).or_else(|| ignored(&name, value)),
+                "retry-after" => {
+                    retry_after_s = parse_retry_after(value).or_else(|| ignored(&name, value))
+                }
+                "retry-after-ms" => {
+                    retry_after_ms = parse_millis(value).or_else(|| ignored(&name, value))
+                }
                 _ => info.parse_dimension_header(&name, value),
             }
         }
@@ -151,7 +155,8 @@ impl RateLimitInfo {
         let parsed = if let Some(rest) = name.strip_prefix("x-ratelimit-") {
             split_field(rest, true).map(|(field, dim)| self.set(dim, field, value, Flavor::OpenAi))
         } else if let Some(rest) = name.strip_prefix("anthropic-ratelimit-") {
-            split_field(rest, false).map(|(field, dim)| self.set(dim, field, value, Flavor::Anthropic))
+            split_field(rest, false)
+                .map(|(field, dim)| self.set(dim, field, value, Flavor::Anthropic))
         } else {
             None
         };
@@ -174,7 +179,9 @@ impl RateLimitInfo {
     fn set(&mut self, dim: &'static str, field: Field, value: &str, flavor: Flavor) -> bool {
         match field {
             Field::Limit | Field::Remaining => {
-                let Some(n) = parse_count(value) else { return false };
+                let Some(n) = parse_count(value) else {
+                    return false;
+                };
                 let e = self.entry(dim);
                 match field {
                     Field::Limit => e.limit = Some(n),
@@ -224,7 +231,11 @@ fn ignored<T>(name: &str, value: &str) -> Option<T> {
 
 /// `limit-requests` (OpenAI order) or `requests-limit` (Anthropic order).
 fn split_field(rest: &str, field_first: bool) -> Option<(Field, &'static str)> {
-    let fields = [("limit", Field::Limit), ("remaining", Field::Remaining), ("reset", Field::Reset)];
+    let fields = [
+        ("limit", Field::Limit),
+        ("remaining", Field::Remaining),
+        ("reset", Field::Reset),
+    ];
     for (fname, field) in fields {
         for (hname, dim) in DIMENSIONS {
             let matches = if field_first {
@@ -262,7 +273,10 @@ fn parse_retry_after(v: &str) -> Option<RetryAfter> {
 /// A non-negative decimal (`12`, `1.5`) times `scale` nanoseconds, checked.
 fn parse_decimal_nanos(v: &str, scale: u64) -> Option<u64> {
     let (int, frac) = v.split_once('.').unwrap_or((v, ""));
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let whole: u64 = int.parse().ok()?;
@@ -295,7 +309,9 @@ pub fn parse_go_duration(v: &str) -> Option<Duration> {
             return None;
         }
         let (num, tail) = rest.split_at(num_len);
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, next) = tail.split_at(unit_len);
         let scale: u64 = match unit {
             "h" => 3_600_000_000_000,
@@ -320,10 +336,16 @@ mod tests {
     #[test]
     fn go_durations() {
         assert_eq!(parse_go_duration("6m0s"), Some(Duration::from_secs(360)));
-        assert_eq!(parse_go_duration("1h2m3.5s"), Some(Duration::from_millis(3_723_500)));
+        assert_eq!(
+            parse_go_duration("1h2m3.5s"),
+            Some(Duration::from_millis(3_723_500))
+        );
         assert_eq!(parse_go_duration("20ms"), Some(Duration::from_millis(20)));
         assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_go_duration("19.5s"), Some(Duration::from_millis(19_500)));
+        assert_eq!(
+            parse_go_duration("19.5s"),
+            Some(Duration::from_millis(19_500))
+        );
         for bad in ["", "5x", "s", "1.2.3s", "-1s", "1", "99999999999999999999h"] {
             assert_eq!(parse_go_duration(bad), None, "{bad}");
         }
@@ -339,14 +361,20 @@ mod tests {
 
     #[test]
     fn retry_after_ms_wins() {
-        let info = RateLimitInfo::parse([("Retry-After", "2"), ("retry-after-ms", "1500")], SystemTime::now());
+        let info = RateLimitInfo::parse(
+            [("Retry-After", "2"), ("retry-after-ms", "1500")],
+            SystemTime::now(),
+        );
         assert_eq!(info.retry_after, Some(Duration::from_millis(1500)));
     }
 
     #[test]
     fn usage_based_variants_are_not_confused() {
         let info = RateLimitInfo::parse(
-            [("x-ratelimit-limit-tokens_usage_based", "5"), ("x-ratelimit-limit-tokens", "7")],
+            [
+                ("x-ratelimit-limit-tokens_usage_based", "5"),
+                ("x-ratelimit-limit-tokens", "7"),
+            ],
             SystemTime::now(),
         );
         assert_eq!(info.dimension("tokens").unwrap().limit, Some(7));

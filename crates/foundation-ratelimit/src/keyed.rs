@@ -195,7 +195,9 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         }
         let shard = self.shard(key);
         let mut map = shard.write();
-        if inner.inserts.fetch_add(1, Ordering::Relaxed) % inner.sweep_every == inner.sweep_every - 1 {
+        if inner.inserts.fetch_add(1, Ordering::Relaxed) % inner.sweep_every
+            == inner.sweep_every - 1
+        {
             let now = inner.shared.now();
             let before = map.len();
             map.retain(|_, l| !Self::evictable(l, now));
@@ -347,8 +349,14 @@ mod tests {
     #[test]
     fn shard_selection_spreads_sequential_and_string_keys() {
         let cfg = LimiterConfig::new().with_dimension(DimensionConfig::per_second("r", 1));
-        let by_u64: KeyedRateLimiter<u64> = KeyedRateLimiter::builder(cfg.clone()).with_shards(8).build().unwrap();
-        let by_str: KeyedRateLimiter<String> = KeyedRateLimiter::builder(cfg).with_shards(8).build().unwrap();
+        let by_u64: KeyedRateLimiter<u64> = KeyedRateLimiter::builder(cfg.clone())
+            .with_shards(8)
+            .build()
+            .unwrap();
+        let by_str: KeyedRateLimiter<String> = KeyedRateLimiter::builder(cfg)
+            .with_shards(8)
+            .build()
+            .unwrap();
         let mut counts = [[0usize; 8]; 2];
         for k in 0..8_192u64 {
             let a = std::ptr::from_ref(by_u64.shard(&k)) as usize;

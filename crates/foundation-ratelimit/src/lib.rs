@@ -66,10 +66,10 @@ pub mod headers;
 mod keyed;
 mod limiter;
 mod permit;
+pub mod profile;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
-pub mod profile;
 pub mod telemetry;
 mod time;
 #[cfg(feature = "tower")]
@@ -81,6 +81,6 @@ pub use charge::Charge;
 pub use config::{DimensionConfig, LimiterConfig, MAX_DIMENSIONS, QueueConfig};
 pub use error::{AcquireError, ConfigError, UnknownDimension};
 pub use headers::RateLimitInfo;
+pub use keyed::{KeyedBuilder, KeyedRateLimiter};
 pub use limiter::{Builder, DimensionStatus, RateLimiter, Snapshot};
 pub use permit::Permit;
-pub use keyed::{KeyedBuilder, KeyedRateLimiter};

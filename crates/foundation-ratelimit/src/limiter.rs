@@ -153,7 +153,9 @@ impl Shared {
         for (i, d) in config.dimensions.iter().enumerate() {
             let g = d.gcra().ok_or_else(|| {
                 foundation_core::ValidationErrors::single(
-                    foundation_core::FieldPath::from("dimensions").index(i).field("period"),
+                    foundation_core::FieldPath::from("dimensions")
+                        .index(i)
+                        .field("period"),
                     "out of range",
                 )
             })?;
@@ -198,10 +200,18 @@ impl Shared {
 
     /// Validates and applies `next`; returns the (old, new) parameters per
     /// dimension so each state can convert its TATs.
-    pub(crate) fn reconfigure(&self, next: LimiterConfig) -> Result<Vec<(Gcra, Gcra)>, ConfigError> {
+    pub(crate) fn reconfigure(
+        &self,
+        next: LimiterConfig,
+    ) -> Result<Vec<(Gcra, Gcra)>, ConfigError> {
         next.validate()?;
         let mut current = self.config.lock();
-        let names = |c: &LimiterConfig| c.dimensions.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+        let names = |c: &LimiterConfig| {
+            c.dimensions
+                .iter()
+                .map(|d| d.name.clone())
+                .collect::<Vec<_>>()
+        };
         if names(&current) != names(&next) {
             return Err(ConfigError::DimensionsChanged {
                 expected: names(&current),
@@ -216,8 +226,10 @@ impl Shared {
             dim.store(new, d.effective_max_queued());
             pairs.push((old, new));
         }
-        self.concurrency.store(next.concurrency.unwrap_or(0), Ordering::Relaxed);
-        self.max_waiters.store(next.queue.max_waiters, Ordering::Relaxed);
+        self.concurrency
+            .store(next.concurrency.unwrap_or(0), Ordering::Relaxed);
+        self.max_waiters
+            .store(next.queue.max_waiters, Ordering::Relaxed);
         tracing::info!(limiter = %self.name, config = ?next, "rate limiter reconfigured");
         *current = next;
         Ok(pairs)
@@ -226,7 +238,12 @@ impl Shared {
     pub(crate) fn unknown(&self, name: &str) -> UnknownDimension {
         UnknownDimension {
             name: name.to_owned(),
-            known: self.dims.iter().map(|d| &*d.name).collect::<Vec<_>>().join(", "),
+            known: self
+                .dims
+                .iter()
+                .map(|d| &*d.name)
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 }
@@ -310,10 +327,15 @@ impl RateLimiter {
     ///
     /// # Errors
     /// When a name is not one of the limiter's dimensions.
-    pub fn charge<'a>(&self, amounts: impl IntoIterator<Item = (&'a str, u64)>) -> Result<Charge, UnknownDimension> {
+    pub fn charge<'a>(
+        &self,
+        amounts: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> Result<Charge, UnknownDimension> {
         let mut c = Charge::ZERO;
         for (name, amount) in amounts {
-            let i = self.position(name).ok_or_else(|| self.inner.shared.unknown(name))?;
+            let i = self
+                .position(name)
+                .ok_or_else(|| self.inner.shared.unknown(name))?;
             c = c.with(i, amount);
         }
         Ok(c)
@@ -366,7 +388,12 @@ impl RateLimiter {
 
     /// The atomic multi-dimension admission (see the type docs).
     #[inline]
-    pub(crate) fn charge_at(&self, charge: &Charge, now: u64, slot: bool) -> Result<(), AcquireError> {
+    pub(crate) fn charge_at(
+        &self,
+        charge: &Charge,
+        now: u64,
+        slot: bool,
+    ) -> Result<(), AcquireError> {
         let shared = &*self.inner.shared;
         let tats = &self.inner.state.tats;
         let n_dims = shared.dims.len();
@@ -406,11 +433,13 @@ impl RateLimiter {
             }
         }
         if slot && let Some(limit) = shared.concurrency() {
-            let taken = self
-                .inner
-                .state
-                .inflight
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| (x < limit).then_some(x + 1));
+            let taken =
+                self.inner
+                    .state
+                    .inflight
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| {
+                        (x < limit).then_some(x + 1)
+                    });
             if taken.is_err() {
                 self.rollback(charge, n_dims, now);
                 shared.telemetry.denied_concurrency.increment(1);
@@ -423,7 +452,13 @@ impl RateLimiter {
     /// Refunds the first `upto` dimensions of `charge` (rollback of a denial).
     fn rollback(&self, charge: &Charge, upto: usize, now: u64) {
         let shared = &*self.inner.shared;
-        for (i, (dim, cell)) in shared.dims.iter().zip(self.inner.state.tats.iter()).enumerate().take(upto) {
+        for (i, (dim, cell)) in shared
+            .dims
+            .iter()
+            .zip(self.inner.state.tats.iter())
+            .enumerate()
+            .take(upto)
+        {
             let n = charge.get(i);
             if n > 0 {
                 gcra::refund(cell, dim.gcra().inc(n), now);
@@ -437,7 +472,12 @@ impl RateLimiter {
         let shared = &*self.inner.shared;
         let now = shared.now();
         let mut refunded = false;
-        for (i, (dim, cell)) in shared.dims.iter().zip(self.inner.state.tats.iter()).enumerate() {
+        for (i, (dim, cell)) in shared
+            .dims
+            .iter()
+            .zip(self.inner.state.tats.iter())
+            .enumerate()
+        {
             let (r, a) = (reserved.get(i), actual.get(i));
             let g = dim.gcra();
             if a > r {
@@ -522,11 +562,20 @@ impl RateLimiter {
 
     /// The longest time any dimension needs before `ahead + charge` fits, with
     /// the dimension that needs it (`None` when nothing is charged).
-    pub(crate) fn wait_for(&self, charge: &Charge, ahead: &Charge) -> Result<Option<(usize, Duration)>, AcquireError> {
+    pub(crate) fn wait_for(
+        &self,
+        charge: &Charge,
+        ahead: &Charge,
+    ) -> Result<Option<(usize, Duration)>, AcquireError> {
         let shared = &*self.inner.shared;
         let now = shared.now();
         let mut worst: Option<(usize, Duration)> = None;
-        for (i, (dim, cell)) in shared.dims.iter().zip(self.inner.state.tats.iter()).enumerate() {
+        for (i, (dim, cell)) in shared
+            .dims
+            .iter()
+            .zip(self.inner.state.tats.iter())
+            .enumerate()
+        {
             let n = charge.get(i);
             let g = dim.gcra();
             if n > g.burst {
@@ -541,7 +590,10 @@ impl RateLimiter {
                 continue;
             }
             let tat = cell.load(Ordering::Acquire);
-            let at = tat.max(now).saturating_add(g.inc(total)).saturating_sub(g.tau);
+            let at = tat
+                .max(now)
+                .saturating_add(g.inc(total))
+                .saturating_sub(g.tau);
             let d = Duration::from_nanos(at.saturating_sub(now));
             if worst.is_none_or(|(_, w)| d > w) {
                 worst = Some((i, d));
@@ -557,7 +609,9 @@ impl RateLimiter {
     /// [`AcquireError::ExceedsBurst`] when it can never fit.
     pub fn predicted_wait(&self, charge: &Charge) -> Result<Duration, AcquireError> {
         let ahead = self.queued_total();
-        Ok(self.wait_for(charge, &ahead)?.map_or(Duration::ZERO, |(_, d)| d))
+        Ok(self
+            .wait_for(charge, &ahead)?
+            .map_or(Duration::ZERO, |(_, d)| d))
     }
 
     pub(crate) fn queued_total(&self) -> Charge {
@@ -624,7 +678,12 @@ impl RateLimiter {
     pub fn observe(&self, info: &RateLimitInfo) {
         let shared = &*self.inner.shared;
         let now = shared.now();
-        for (i, (dim, cell)) in shared.dims.iter().zip(self.inner.state.tats.iter()).enumerate() {
+        for (i, (dim, cell)) in shared
+            .dims
+            .iter()
+            .zip(self.inner.state.tats.iter())
+            .enumerate()
+        {
             let g = dim.gcra();
             let mut floor = 0u64;
             if let Some(obs) = info.dimension(&dim.name) {
@@ -641,11 +700,15 @@ impl RateLimiter {
             }
             if let Some(ra) = info.retry_after {
                 let ra = u64::try_from(ra.as_nanos()).unwrap_or(u64::MAX);
-                let hold = now.saturating_add(ra).saturating_add(g.tau).saturating_sub(g.inc(1));
+                let hold = now
+                    .saturating_add(ra)
+                    .saturating_add(g.tau)
+                    .saturating_sub(g.inc(1));
                 floor = floor.max(hold);
             }
             if floor > 0 {
-                let (before, after) = gcra::update::<()>(cell, |tat| Ok(tat.max(floor))).unwrap_or((0, 0));
+                let (before, after) =
+                    gcra::update::<()>(cell, |tat| Ok(tat.max(floor))).unwrap_or((0, 0));
                 if after != before {
                     tracing::debug!(limiter = %shared.name, dimension = %dim.name, remaining = g.remaining(after, now), "tightened from server feedback");
                 }
@@ -734,7 +797,10 @@ impl Builder {
     /// # Errors
     /// The configuration's validation errors, each naming its field.
     pub fn build(self) -> Result<RateLimiter, ConfigError> {
-        Ok(RateLimiter::from_parts(Arc::new(Shared::new(self.config, self.time)?)))
+        Ok(RateLimiter::from_parts(Arc::new(Shared::new(
+            self.config,
+            self.time,
+        )?)))
     }
 }
 

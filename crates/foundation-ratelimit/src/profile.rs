@@ -166,7 +166,10 @@ mod tests {
         let a = set.get("anthropic/tier-1/claude-sonnet-4").unwrap();
         assert_eq!(a.limiter.position("output_tokens"), Some(2));
         let g = set.get("gemini/free/gemini-2.5-flash").unwrap();
-        assert_eq!(g.limiter.dimensions[2].period, std::time::Duration::from_secs(86_400));
+        assert_eq!(
+            g.limiter.dimensions[2].period,
+            std::time::Duration::from_secs(86_400)
+        );
         for p in &set.profiles {
             crate::RateLimiter::try_new(p.limiter.clone()).unwrap();
         }
@@ -178,10 +181,17 @@ mod tests {
             "[[profiles]]\nname = \"x\"\n[profiles.limiter]\n[[profiles.limiter.dimensions]]\nname = \"requests\"\nlimit = 0\nperiod = \"1m\"\n",
         )
         .unwrap_err();
-        assert!(err.to_string().contains("profiles[0].limiter.dimensions[0].limit"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("profiles[0].limiter.dimensions[0].limit"),
+            "{err}"
+        );
         let err = ProfileSet::from_toml("[[profiles]]\nname = \"x\"\nlimits = 3\n").unwrap_err();
         assert!(err.to_string().contains("limits"), "{err}");
-        let err = ProfileSet::shipped().unwrap().get("openai/tier-9/gpt-5").unwrap_err();
+        let err = ProfileSet::shipped()
+            .unwrap()
+            .get("openai/tier-9/gpt-5")
+            .unwrap_err();
         assert!(err.to_string().contains("openai/tier-1/gpt-4o"), "{err}");
     }
 }

@@ -118,13 +118,19 @@ impl RedisRateLimiter {
     ///
     /// # Errors
     /// The configuration's validation errors.
-    pub fn new(conn: MultiplexedConnection, key_prefix: &str, config: LimiterConfig) -> Result<Self, ConfigError> {
+    pub fn new(
+        conn: MultiplexedConnection,
+        key_prefix: &str,
+        config: LimiterConfig,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut params = Vec::new();
         for (i, d) in config.dimensions.iter().enumerate() {
             params.push(d.gcra().ok_or_else(|| {
                 foundation_core::ValidationErrors::single(
-                    foundation_core::FieldPath::from("dimensions").index(i).field("period"),
+                    foundation_core::FieldPath::from("dimensions")
+                        .index(i)
+                        .field("period"),
                     "out of range",
                 )
             })?);
@@ -133,14 +139,26 @@ impl RedisRateLimiter {
             inner: Arc::new(RedisInner {
                 conn,
                 script: redis::Script::new(SCRIPT),
-                keys: config.dimensions.iter().map(|d| format!("{{{key_prefix}}}:{}", d.name)).collect(),
-                names: config.dimensions.iter().map(|d| Arc::from(d.name.as_str())).collect(),
+                keys: config
+                    .dimensions
+                    .iter()
+                    .map(|d| format!("{{{key_prefix}}}:{}", d.name))
+                    .collect(),
+                names: config
+                    .dimensions
+                    .iter()
+                    .map(|d| Arc::from(d.name.as_str()))
+                    .collect(),
                 params,
             }),
         })
     }
 
-    async fn run(&self, mode: &str, amounts: &[i128]) -> Result<(bool, usize, Duration), AcquireError> {
+    async fn run(
+        &self,
+        mode: &str,
+        amounts: &[i128],
+    ) -> Result<(bool, usize, Duration), AcquireError> {
         let mut inv = self.inner.script.prepare_invoke();
         inv.arg(mode);
         for (i, key) in self.inner.keys.iter().enumerate() {
@@ -148,7 +166,10 @@ impl RedisRateLimiter {
             // Interval in µs as a decimal string: exact enough for Lua doubles.
             let interval_us = g.interval_q as f64 / 1024.0 / 1_000.0;
             let tau_us = g.tau as f64 / 1_000.0;
-            inv.key(key).arg(interval_us).arg(tau_us).arg(amounts.get(i).copied().unwrap_or(0).to_string());
+            inv.key(key)
+                .arg(interval_us)
+                .arg(tau_us)
+                .arg(amounts.get(i).copied().unwrap_or(0).to_string());
         }
         let mut conn = self.inner.conn.clone();
         let (ok, dim, wait_us): (i64, i64, i64) = inv
@@ -183,7 +204,9 @@ impl RedisRateLimiter {
     /// [`AcquireError::ExceedsBurst`], or [`AcquireError::Backend`].
     pub async fn try_acquire(&self, charge: Charge) -> Result<RedisPermit, AcquireError> {
         self.check_burst(&charge)?;
-        let amounts: Vec<i128> = (0..self.inner.keys.len()).map(|i| i128::from(charge.get(i))).collect();
+        let amounts: Vec<i128> = (0..self.inner.keys.len())
+            .map(|i| i128::from(charge.get(i)))
+            .collect();
         let (ok, dim, wait) = self.run("acquire", &amounts).await?;
         if ok {
             return Ok(RedisPermit {
@@ -209,14 +232,21 @@ impl RedisRateLimiter {
     ///
     /// # Errors
     /// [`AcquireError::WouldExceedDeadline`], plus those of `try_acquire`.
-    pub async fn acquire_within(&self, charge: Charge, deadline: Duration) -> Result<RedisPermit, AcquireError> {
+    pub async fn acquire_within(
+        &self,
+        charge: Charge,
+        deadline: Duration,
+    ) -> Result<RedisPermit, AcquireError> {
         let start = tokio::time::Instant::now();
         loop {
             match self.try_acquire(charge).await {
                 Err(AcquireError::RateLimited { retry_after, .. }) => {
                     let predicted = start.elapsed() + retry_after;
                     if predicted > deadline {
-                        return Err(AcquireError::WouldExceedDeadline { predicted, deadline });
+                        return Err(AcquireError::WouldExceedDeadline {
+                            predicted,
+                            deadline,
+                        });
                     }
                     tokio::time::sleep(retry_after).await;
                 }
@@ -228,7 +258,9 @@ impl RedisRateLimiter {
 
 impl fmt::Debug for RedisRateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisRateLimiter").field("keys", &self.inner.keys).finish_non_exhaustive()
+        f.debug_struct("RedisRateLimiter")
+            .field("keys", &self.inner.keys)
+            .finish_non_exhaustive()
     }
 }
 

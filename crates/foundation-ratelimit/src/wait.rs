@@ -54,11 +54,19 @@ impl RateLimiter {
     ///
     /// # Errors
     /// As above, plus those of [`acquire`](Self::acquire).
-    pub async fn acquire_within(&self, charge: Charge, deadline: Duration) -> Result<Permit, AcquireError> {
+    pub async fn acquire_within(
+        &self,
+        charge: Charge,
+        deadline: Duration,
+    ) -> Result<Permit, AcquireError> {
         self.acquire_inner(charge, Some(deadline)).await
     }
 
-    async fn acquire_inner(&self, charge: Charge, deadline: Option<Duration>) -> Result<Permit, AcquireError> {
+    async fn acquire_inner(
+        &self,
+        charge: Charge,
+        deadline: Option<Duration>,
+    ) -> Result<Permit, AcquireError> {
         let started = Instant::now();
         let shared = Arc::clone(self.shared());
         let state = &self.inner.state;
@@ -72,7 +80,10 @@ impl RateLimiter {
                     shared.telemetry.wait.record(0.0);
                     return Ok(p);
                 }
-                Err(e @ (AcquireError::RateLimited { .. } | AcquireError::ConcurrencyLimited { .. })) => {
+                Err(
+                    e
+                    @ (AcquireError::RateLimited { .. } | AcquireError::ConcurrencyLimited { .. }),
+                ) => {
                     tracing::trace!(limiter = %shared.name, error = %e, "queueing");
                 }
                 Err(e) => return Err(e),
@@ -89,7 +100,10 @@ impl RateLimiter {
                     reason: format!("{} waiters, the most allowed", q.waiters.len()),
                 });
             }
-            let ahead = q.waiters.iter().fold(Charge::ZERO, |acc, w| acc.saturating_add(w.charge));
+            let ahead = q
+                .waiters
+                .iter()
+                .fold(Charge::ZERO, |acc, w| acc.saturating_add(w.charge));
             for (i, dim) in shared.dims.iter().enumerate() {
                 let bound = dim.max_queued.load(Ordering::Relaxed);
                 let total = ahead.get(i).saturating_add(charge.get(i));
@@ -101,9 +115,14 @@ impl RateLimiter {
                 }
             }
             if let Some(deadline) = deadline {
-                let predicted = self.wait_for(&charge, &ahead)?.map_or(Duration::ZERO, |(_, d)| d);
+                let predicted = self
+                    .wait_for(&charge, &ahead)?
+                    .map_or(Duration::ZERO, |(_, d)| d);
                 if predicted > deadline {
-                    return Err(AcquireError::WouldExceedDeadline { predicted, deadline });
+                    return Err(AcquireError::WouldExceedDeadline {
+                        predicted,
+                        deadline,
+                    });
                 }
             }
             let id = q.next_id;
@@ -160,7 +179,10 @@ impl RateLimiter {
                             }
                             drop(q);
                             guard.armed = false;
-                            shared.telemetry.wait.record(started.elapsed().as_secs_f64());
+                            shared
+                                .telemetry
+                                .wait
+                                .record(started.elapsed().as_secs_f64());
                             return Ok(permit);
                         }
                         Err(AcquireError::RateLimited { retry_after, .. }) => Some(retry_after),

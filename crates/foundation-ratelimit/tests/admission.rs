@@ -1,6 +1,10 @@
 //! Synchronous admission: the reference-model property test, rollback and
 //! atomicity under concurrency.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and their helpers fail loudly"
+)]
 
 mod support;
 
@@ -89,11 +93,18 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 }
 
 fn config() -> impl Strategy<Value = LimiterConfig> {
-    (1u64..50, 1u64..20, 1u64..5_000, 1u64..3_000, 1u64..120).prop_map(|(rl, rb, tl, tb, period_s)| {
-        LimiterConfig::new()
-            .with_dimension(DimensionConfig::new("requests", rl, Duration::from_secs(period_s)).with_burst(rb))
-            .with_dimension(DimensionConfig::new("tokens", tl, Duration::from_secs(7)).with_burst(tb))
-    })
+    (1u64..50, 1u64..20, 1u64..5_000, 1u64..3_000, 1u64..120).prop_map(
+        |(rl, rb, tl, tb, period_s)| {
+            LimiterConfig::new()
+                .with_dimension(
+                    DimensionConfig::new("requests", rl, Duration::from_secs(period_s))
+                        .with_burst(rb),
+                )
+                .with_dimension(
+                    DimensionConfig::new("tokens", tl, Duration::from_secs(7)).with_burst(tb),
+                )
+        },
+    )
 }
 
 proptest! {
@@ -189,8 +200,21 @@ fn denial_names_dimension_and_wait() {
 fn charge_larger_than_burst_is_a_typed_error() {
     let (limiter, _) = support::manual(support::rpm_tpm(60, 6_000));
     let err = limiter.try_acquire(Charge::from([1, 6_001])).unwrap_err();
-    assert!(matches!(err, AcquireError::ExceedsBurst { cost: 6_001, burst: 6_000, .. }), "{err}");
-    assert_eq!(foundation_core::Classify::kind(&err), foundation_core::ErrorKind::InvalidInput);
+    assert!(
+        matches!(
+            err,
+            AcquireError::ExceedsBurst {
+                cost: 6_001,
+                burst: 6_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        foundation_core::Classify::kind(&err),
+        foundation_core::ErrorKind::InvalidInput
+    );
     let err = limiter.check(Charge::from([1, 1, 1])).unwrap_err();
     assert!(err.to_string().contains("position 2"), "{err}");
     assert_eq!(limiter.snapshot().dimensions[0].remaining, 60);
@@ -202,7 +226,10 @@ fn charge_by_name() {
     let c = limiter.charge([("tokens", 10), ("requests", 1)]).unwrap();
     assert_eq!(c, Charge::from([1, 10]));
     let err = limiter.charge([("tokenz", 1)]).unwrap_err();
-    assert_eq!(err.to_string(), "unknown dimension \"tokenz\" (the limiter has requests, tokens)");
+    assert_eq!(
+        err.to_string(),
+        "unknown dimension \"tokenz\" (the limiter has requests, tokens)"
+    );
 }
 
 #[test]
@@ -228,7 +255,11 @@ fn concurrency_slots_are_released_on_drop() {
     let before = limiter.snapshot();
     let err = limiter.try_acquire(Charge::from([1, 1])).unwrap_err();
     assert_eq!(err, AcquireError::ConcurrencyLimited { limit: 2 });
-    assert_eq!(limiter.snapshot(), before, "a concurrency denial rolls back the rate charges");
+    assert_eq!(
+        limiter.snapshot(),
+        before,
+        "a concurrency denial rolls back the rate charges"
+    );
     drop(a);
     assert!(limiter.try_acquire(Charge::from([1, 1])).is_ok());
 }
@@ -261,12 +292,21 @@ fn atomic_under_concurrency() {
                 });
             }
         });
-        let (r, t) = (admitted_r.load(Ordering::Relaxed), admitted_t.load(Ordering::Relaxed));
-        assert!(r <= 400 && t <= 20_000, "over-admitted: {r} requests, {t} tokens");
+        let (r, t) = (
+            admitted_r.load(Ordering::Relaxed),
+            admitted_t.load(Ordering::Relaxed),
+        );
+        assert!(
+            r <= 400 && t <= 20_000,
+            "over-admitted: {r} requests, {t} tokens"
+        );
         let snap = limiter.snapshot();
         assert_eq!(snap.dimensions[0].remaining, 400 - r);
         assert_eq!(snap.dimensions[1].remaining, 20_000 - t);
-        assert!(r == 400 || 20_000 - t < 150, "stopped early: {r} requests, {t} tokens");
+        assert!(
+            r == 400 || 20_000 - t < 150,
+            "stopped early: {r} requests, {t} tokens"
+        );
     }
 }
 
@@ -277,10 +317,16 @@ fn retry_after_covers_every_dimension() {
     limiter.check(Charge::from([59, 6_000])).unwrap();
     // The first dimension (requests) admits, tokens denies needing 5s for 500.
     let err = limiter.check(Charge::from([1, 500])).unwrap_err();
-    assert_eq!((err.dimension(), err.retry_after()), (Some("tokens"), Some(Duration::from_secs(5))));
+    assert_eq!(
+        (err.dimension(), err.retry_after()),
+        (Some("tokens"), Some(Duration::from_secs(5)))
+    );
     // Requests deny first (needing 2s for 2 more), but tokens need 5s: the later, longer wait is reported.
     let err = limiter.check(Charge::from([3, 500])).unwrap_err();
-    assert_eq!((err.dimension(), err.retry_after()), (Some("tokens"), Some(Duration::from_secs(5))));
+    assert_eq!(
+        (err.dimension(), err.retry_after()),
+        (Some("tokens"), Some(Duration::from_secs(5)))
+    );
     clock.advance(Duration::from_secs(5));
     limiter.check(Charge::from([3, 500])).unwrap();
     // And a later dimension that can never fit makes the whole charge a typed error.

@@ -1,7 +1,11 @@
 //! Header parsing against real captured header sets
 //! (`tests/data/ratelimit-headers.json`, copied from the workspace's shared
 //! samples), and feeding them back into a limiter.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and their helpers fail loudly"
+)]
 
 mod support;
 
@@ -24,7 +28,10 @@ fn parse(set: &Value) -> RateLimitInfo {
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
         .collect();
     // A response time well after every sample, so no instant is read as future by accident.
-    RateLimitInfo::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), SystemTime::UNIX_EPOCH)
+    RateLimitInfo::parse(
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SystemTime::UNIX_EPOCH,
+    )
 }
 
 #[test]
@@ -42,7 +49,9 @@ fn every_set_parses_and_matches_expect() {
         }
         for dim in ["requests", "tokens", "input_tokens", "output_tokens"] {
             let Some(e) = expect.get(dim) else { continue };
-            let got = info.dimension(dim).unwrap_or_else(|| panic!("{name}: {dim} missing"));
+            let got = info
+                .dimension(dim)
+                .unwrap_or_else(|| panic!("{name}: {dim} missing"));
             if let Some(limit) = e.get("limit").and_then(Value::as_u64) {
                 assert_eq!(got.limit, Some(limit), "{name}: {dim}.limit");
             }
@@ -50,11 +59,19 @@ fn every_set_parses_and_matches_expect() {
                 assert_eq!(got.remaining, Some(rem), "{name}: {dim}.remaining");
             }
             if let Some(ms) = e.get("reset_ms").and_then(Value::as_u64) {
-                assert_eq!(got.reset_after(SystemTime::UNIX_EPOCH), Some(Duration::from_millis(ms)), "{name}: {dim}.reset");
+                assert_eq!(
+                    got.reset_after(SystemTime::UNIX_EPOCH),
+                    Some(Duration::from_millis(ms)),
+                    "{name}: {dim}.reset"
+                );
             }
             if let Some(at) = e.get("reset_at").and_then(Value::as_str) {
                 let want = humantime::parse_rfc3339(at).unwrap();
-                assert_eq!(got.reset, Some(foundation_ratelimit::headers::Reset::At(want)), "{name}: {dim}.reset_at");
+                assert_eq!(
+                    got.reset,
+                    Some(foundation_ratelimit::headers::Reset::At(want)),
+                    "{name}: {dim}.reset_at"
+                );
             }
             checked += 1;
         }
@@ -65,11 +82,21 @@ fn every_set_parses_and_matches_expect() {
 #[test]
 fn sentinels_and_malformed_values_are_ignored() {
     let sets = sets();
-    let azure = sets.iter().find(|s| s["name"] == "azure-openai-responses-sentinels").unwrap();
+    let azure = sets
+        .iter()
+        .find(|s| s["name"] == "azure-openai-responses-sentinels")
+        .unwrap();
     let info = parse(azure);
     let tokens = info.dimension("tokens").unwrap();
-    assert_eq!((tokens.limit, tokens.remaining), (None, None), "-1 is unknown, not 0 or u64::MAX");
-    assert_eq!(tokens.reset_after(SystemTime::UNIX_EPOCH), Some(Duration::ZERO));
+    assert_eq!(
+        (tokens.limit, tokens.remaining),
+        (None, None),
+        "-1 is unknown, not 0 or u64::MAX"
+    );
+    assert_eq!(
+        tokens.reset_after(SystemTime::UNIX_EPOCH),
+        Some(Duration::ZERO)
+    );
 
     let malformed = sets.iter().find(|s| s["name"] == "malformed").unwrap();
     let info = parse(malformed);
@@ -77,7 +104,10 @@ fn sentinels_and_malformed_values_are_ignored() {
     let req = info.dimension("requests").unwrap();
     assert_eq!(req.limit, None);
     assert_eq!(req.remaining, None);
-    assert_eq!(req.reset_after(SystemTime::UNIX_EPOCH), Some(Duration::from_millis(3_723_500)));
+    assert_eq!(
+        req.reset_after(SystemTime::UNIX_EPOCH),
+        Some(Duration::from_millis(3_723_500))
+    );
     let tok = info.dimension("tokens");
     assert!(tok.is_none_or(|t| t.limit.is_none() && t.remaining.is_none() && t.reset.is_none()));
 }
@@ -88,11 +118,17 @@ fn feedback_never_lets_local_state_exceed_the_server() {
         .with_dimension(DimensionConfig::per_minute("requests", 500))
         .with_dimension(DimensionConfig::per_minute("tokens", 30_000));
     let (limiter, clock) = support::manual(cfg);
-    let openai_429 = sets().into_iter().find(|s| s["name"] == "openai-429").unwrap();
+    let openai_429 = sets()
+        .into_iter()
+        .find(|s| s["name"] == "openai-429")
+        .unwrap();
     let info = parse(&openai_429);
     limiter.observe(&info);
     let snap = limiter.snapshot();
-    assert_eq!(snap.dimensions[1].remaining, 0, "server says 0 tokens remain");
+    assert_eq!(
+        snap.dimensions[1].remaining, 0,
+        "server says 0 tokens remain"
+    );
     // retry-after 20s holds every dimension, even requests that had room.
     let err = limiter.check(Charge::from([1, 0])).unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(20)));
@@ -100,7 +136,10 @@ fn feedback_never_lets_local_state_exceed_the_server() {
     limiter.check(Charge::from([1, 0])).unwrap();
     // Feedback never adds capacity: a stale "plenty remaining" changes nothing.
     let before = limiter.snapshot();
-    let stale = RateLimitInfo::parse([("x-ratelimit-remaining-tokens", "30000")], SystemTime::now());
+    let stale = RateLimitInfo::parse(
+        [("x-ratelimit-remaining-tokens", "30000")],
+        SystemTime::now(),
+    );
     limiter.observe(&stale);
     assert_eq!(limiter.snapshot(), before);
 }
@@ -112,10 +151,16 @@ fn anthropic_feedback_maps_input_and_output_tokens() {
         .with_dimension(DimensionConfig::per_minute("input_tokens", 40_000))
         .with_dimension(DimensionConfig::per_minute("output_tokens", 8_000));
     let (limiter, _clock) = support::manual(cfg);
-    let set = sets().into_iter().find(|s| s["name"] == "anthropic-429").unwrap();
+    let set = sets()
+        .into_iter()
+        .find(|s| s["name"] == "anthropic-429")
+        .unwrap();
     limiter.observe(&parse(&set));
     let snap = limiter.snapshot();
-    assert_eq!(snap.dimensions[1].remaining, 0, "retry-after 7s holds input tokens too");
+    assert_eq!(
+        snap.dimensions[1].remaining, 0,
+        "retry-after 7s holds input tokens too"
+    );
     limiter.observe(&RateLimitInfo::parse(
         [("anthropic-ratelimit-output-tokens-remaining", "100")],
         SystemTime::now(),

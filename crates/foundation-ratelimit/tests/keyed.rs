@@ -1,6 +1,10 @@
 //! Keyed limiters: independence, idle eviction, the key bound,
 //! reconfiguration, and the measured bytes per key.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and their helpers fail loudly"
+)]
 
 mod support;
 
@@ -21,7 +25,10 @@ fn keys_are_independent_and_idle_keys_are_evicted() {
     let clock = ManualClock::new();
     let k = keyed(&clock);
     k.check(&1, Charge::from([60, 10])).unwrap();
-    assert!(matches!(k.check(&1, Charge::from([1, 1])), Err(AcquireError::RateLimited { .. })));
+    assert!(matches!(
+        k.check(&1, Charge::from([1, 1])),
+        Err(AcquireError::RateLimited { .. })
+    ));
     k.check(&2, Charge::from([1, 1])).unwrap();
     assert_eq!(k.len(), 2);
     // Key 2 is full again after 1s, key 1 only after 60s.
@@ -49,7 +56,10 @@ fn the_key_bound_refuses_new_keys_only_when_none_is_idle() {
     for key in 0..3 {
         k.check(&key, Charge::from([1, 1])).unwrap();
     }
-    assert_eq!(k.check(&9, Charge::from([1, 1])), Err(AcquireError::TooManyKeys { max_keys: 3 }));
+    assert_eq!(
+        k.check(&9, Charge::from([1, 1])),
+        Err(AcquireError::TooManyKeys { max_keys: 3 })
+    );
     k.check(&0, Charge::from([1, 1])).unwrap();
     clock.advance(Duration::from_secs(2));
     k.check(&9, Charge::from([1, 1])).unwrap();
@@ -65,4 +75,3 @@ fn reconfiguration_applies_to_every_key() {
     assert_eq!(k.get(&1).unwrap().snapshot().dimensions[0].remaining, 90);
     assert_eq!(k.get(&2).unwrap().snapshot().dimensions[0].remaining, 120);
 }
-

@@ -5,7 +5,11 @@
 //! and after creating 200 000 keys (two dimensions, `u64` keys). It is the
 //! only test in this binary so nothing else allocates meanwhile; pages are
 //! touched as keys are written, so RSS tracks the heap closely at this size.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and their helpers fail loudly"
+)]
 
 mod support;
 

@@ -6,7 +6,11 @@
 //! child in worker mode), all hammering one quota whose period is an hour, so
 //! refill during the test is negligible and the bound is exact: together
 //! they must never admit more than the burst of any dimension.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and their helpers fail loudly"
+)]
 #![cfg(feature = "redis")]
 
 use std::process::Command;
@@ -26,8 +30,16 @@ fn url() -> String {
 
 fn config() -> LimiterConfig {
     LimiterConfig::new()
-        .with_dimension(DimensionConfig::new("requests", REQUESTS, Duration::from_secs(3_600)))
-        .with_dimension(DimensionConfig::new("tokens", TOKENS, Duration::from_secs(3_600)))
+        .with_dimension(DimensionConfig::new(
+            "requests",
+            REQUESTS,
+            Duration::from_secs(3_600),
+        ))
+        .with_dimension(DimensionConfig::new(
+            "tokens",
+            TOKENS,
+            Duration::from_secs(3_600),
+        ))
 }
 
 async fn limiter(prefix: &str) -> RedisRateLimiter {
@@ -42,7 +54,9 @@ async fn hammer(limiter: RedisRateLimiter, seed: u64) -> (u64, u64) {
     let (mut r, mut t, mut denied_in_row) = (0, 0, 0);
     let mut i = seed;
     while denied_in_row < 50 {
-        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        i = i
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let tokens = (i >> 33) % 120;
         match limiter.try_acquire(Charge::from([1, tokens])).await {
             Ok(_) => {
@@ -62,7 +76,9 @@ async fn hammer(limiter: RedisRateLimiter, seed: u64) -> (u64, u64) {
 #[tokio::test]
 #[ignore = "needs Redis: cargo xtask test"]
 async fn redis_child_worker() {
-    let Ok(prefix) = std::env::var(CHILD_ENV) else { return };
+    let Ok(prefix) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let (r, t) = hammer(limiter(&prefix).await, 99).await;
     println!("CHILD-ADMITTED {r} {t}");
 }
@@ -70,9 +86,22 @@ async fn redis_child_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Redis: cargo xtask test"]
 async fn instances_in_tasks_and_processes_share_one_quota() {
-    let prefix = format!("test-rl-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    let prefix = format!(
+        "test-rl-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "redis_child_worker", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "redis_child_worker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, &prefix)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -89,19 +118,39 @@ async fn instances_in_tasks_and_processes_share_one_quota() {
         t += b;
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     // libtest may print the test name on the same line: read after the marker.
-    let line = stdout.lines().find_map(|l| l.split_once("CHILD-ADMITTED").map(|(_, rest)| rest)).expect("child reported nothing");
-    let nums: Vec<u64> = line.split_whitespace().take(2).map(|n| n.parse().unwrap()).collect();
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("CHILD-ADMITTED").map(|(_, rest)| rest))
+        .expect("child reported nothing");
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .take(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
     let (cr, ct) = (nums[0], nums[1]);
     assert!(cr > 0, "the child process took part");
     r += cr;
     t += ct;
     // One hour periods: at most ~0.1% refill over the test; allow one unit of it.
-    assert!(r <= REQUESTS + 1, "admitted {r} requests together, quota {REQUESTS}");
-    assert!(t <= TOKENS + 120, "admitted {t} tokens together, quota {TOKENS}");
-    assert!(r >= REQUESTS - 5 || t >= TOKENS - 240, "quota was not used: {r} requests, {t} tokens");
+    assert!(
+        r <= REQUESTS + 1,
+        "admitted {r} requests together, quota {REQUESTS}"
+    );
+    assert!(
+        t <= TOKENS + 120,
+        "admitted {t} tokens together, quota {TOKENS}"
+    );
+    assert!(
+        r >= REQUESTS - 5 || t >= TOKENS - 240,
+        "quota was not used: {r} requests, {t} tokens"
+    );
 }
 
 #[tokio::test]
@@ -124,13 +173,22 @@ async fn atomic_denial_and_reconcile() {
     // Requests used: 2 (the denials charged nothing), so 298 remain.
     let other = limiter(&format!("{prefix}-x")).await;
     drop(other);
-    let err = l.try_acquire(Charge::from([0, TOKENS + 1])).await.unwrap_err();
+    let err = l
+        .try_acquire(Charge::from([0, TOKENS + 1]))
+        .await
+        .unwrap_err();
     assert!(matches!(err, AcquireError::ExceedsBurst { .. }));
     for _ in 0..(REQUESTS - 2) {
         let _ = l.try_acquire(Charge::from([1, 0])).await.unwrap();
     }
     assert!(l.try_acquire(Charge::from([1, 0])).await.is_err());
     // Deadline: the predicted wait is about 12s per request, so a 1s deadline fails at once.
-    let err = l.acquire_within(Charge::from([1, 0]), Duration::from_secs(1)).await.unwrap_err();
-    assert!(matches!(err, AcquireError::WouldExceedDeadline { .. }), "{err}");
+    let err = l
+        .acquire_within(Charge::from([1, 0]), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AcquireError::WouldExceedDeadline { .. }),
+        "{err}"
+    );
 }

@@ -26,12 +26,21 @@ fn denials_remaining_and_waits_are_recorded() {
         metrics
             .iter()
             .find(|(k, _, _, _)| {
-                k.key().name() == name && k.key().labels().any(|l| l.key() == "dimension" && l.value() == dim)
+                k.key().name() == name
+                    && k.key()
+                        .labels()
+                        .any(|l| l.key() == "dimension" && l.value() == dim)
             })
             .map(|(_, _, _, v)| v)
     };
-    assert_eq!(find("foundation_ratelimit_denied_total", "tokens"), Some(&DebugValue::Counter(2)));
-    assert_eq!(find("foundation_ratelimit_denied_total", "requests"), Some(&DebugValue::Counter(0)));
+    assert_eq!(
+        find("foundation_ratelimit_denied_total", "tokens"),
+        Some(&DebugValue::Counter(2))
+    );
+    assert_eq!(
+        find("foundation_ratelimit_denied_total", "requests"),
+        Some(&DebugValue::Counter(0))
+    );
     match find("foundation_ratelimit_remaining", "requests") {
         Some(DebugValue::Gauge(g)) => assert_eq!(g.into_inner(), 59.0),
         other => panic!("remaining gauge: {other:?}"),
@@ -42,11 +51,17 @@ fn denials_remaining_and_waits_are_recorded() {
 fn waits_are_recorded_in_the_histogram() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
     // Handles are taken when the limiter is built, so only that needs the recorder.
     let limiter = rt.block_on(async {
         metrics::with_local_recorder(&recorder, || {
-            support::tokio_clock(LimiterConfig::new().with_dimension(DimensionConfig::per_second("tokens", 100)))
+            support::tokio_clock(
+                LimiterConfig::new().with_dimension(DimensionConfig::per_second("tokens", 100)),
+            )
         })
     });
     rt.block_on(async {
@@ -73,11 +88,13 @@ async fn follows_a_live_configuration() {
     let limiter = support::tokio_clock(live.load().as_ref().clone());
     let task = tokio::spawn(limiter.clone().follow(live.clone()));
     let _ = limiter.try_acquire(Charge::from([100])).unwrap();
-    live.update(LimiterConfig::new().with_dimension(DimensionConfig::per_second("tokens", 1_000))).unwrap();
+    live.update(LimiterConfig::new().with_dimension(DimensionConfig::per_second("tokens", 1_000)))
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert_eq!(limiter.config().dimensions[0].limit, 1_000);
     // A change of dimensions is refused; the limiter keeps going.
-    live.update(LimiterConfig::new().with_dimension(DimensionConfig::per_second("other", 5))).unwrap();
+    live.update(LimiterConfig::new().with_dimension(DimensionConfig::per_second("other", 5)))
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert_eq!(limiter.config().dimensions[0].name, "tokens");
     task.abort();

@@ -1,19 +1,25 @@
 //! The tower layer: shared state across clones, cost extraction, reconcile
 //! hook, errors with retry-after, cancellation.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and their helpers fail loudly"
+)]
 #![cfg(feature = "tower")]
 
 mod support;
 
 use std::time::Duration;
 
-use foundation_core::error::{cause_ref, classify};
 use foundation_core::ErrorKind;
+use foundation_core::error::{cause_ref, classify};
 use foundation_ratelimit::tower::{RateLimitError, RateLimitLayer};
 use foundation_ratelimit::{Charge, DimensionConfig, LimiterConfig, Permit};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-fn echo() -> impl Service<u64, Response = u64, Error = tower::BoxError, Future: Send> + Clone + Send + 'static {
+fn echo()
+-> impl Service<u64, Response = u64, Error = tower::BoxError, Future: Send> + Clone + Send + 'static
+{
     service_fn(|tokens: u64| async move { Ok::<_, tower::BoxError>(tokens / 2) })
 }
 
@@ -36,7 +42,10 @@ async fn clones_share_one_limiter_and_reconcile_settles() {
     }
     let snap = limiter.snapshot();
     assert_eq!(snap.dimensions[0].remaining, 7, "three services, one quota");
-    assert_eq!(snap.dimensions[1].remaining, 700, "reserved 600, settled at 300");
+    assert_eq!(
+        snap.dimensions[1].remaining, 700,
+        "reserved 600, settled at 300"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -47,7 +56,12 @@ async fn errors_carry_retry_after_and_classify() {
         .layer(echo());
     svc.ready().await.unwrap().call(1_000).await.unwrap();
     let err = svc.ready().await.unwrap().call(500).await.unwrap_err();
-    assert_eq!(classify(err.as_ref()), ErrorKind::RateLimited { retry_after: Some(Duration::from_millis(500)) });
+    assert_eq!(
+        classify(err.as_ref()),
+        ErrorKind::RateLimited {
+            retry_after: Some(Duration::from_millis(500))
+        }
+    );
     let typed = cause_ref::<RateLimitError>(err.as_ref()).unwrap();
     assert_eq!(typed.retry_after(), Some(Duration::from_millis(500)));
     let err = svc.ready().await.unwrap().call(5_000).await.unwrap_err();
@@ -57,7 +71,8 @@ async fn errors_carry_retry_after_and_classify() {
 #[tokio::test(start_paused = true)]
 async fn waits_in_the_future_and_cancellation_leaves_nothing() {
     let limiter = support::tokio_clock(cfg());
-    let mut svc = RateLimitLayer::new(limiter.clone(), |tokens: &u64| Charge::from([1, *tokens])).layer(echo());
+    let mut svc = RateLimitLayer::new(limiter.clone(), |tokens: &u64| Charge::from([1, *tokens]))
+        .layer(echo());
     svc.ready().await.unwrap().call(1_000).await.unwrap();
     let start = tokio::time::Instant::now();
     let fut = svc.ready().await.unwrap().call(250);

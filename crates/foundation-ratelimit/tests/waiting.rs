@@ -1,6 +1,10 @@
 //! Async waiting under paused tokio time: FIFO, bounds, deadlines,
 //! cancellation, reconcile wake-ups and reconfiguration.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests and their helpers fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and their helpers fail loudly"
+)]
 
 mod support;
 
@@ -42,7 +46,9 @@ async fn spawn_waiter(
     let l = limiter.clone();
     let task = tokio::spawn(async move {
         let start = Instant::now();
-        l.acquire(Charge::from([cost])).await.map(|_| start.elapsed())
+        l.acquire(Charge::from([cost]))
+            .await
+            .map(|_| start.elapsed())
     });
     tokio::task::yield_now().await;
     task
@@ -73,7 +79,10 @@ async fn fifo_large_request_is_not_starved() {
         tokio::task::yield_now().await;
     }
     // While waiters are queued, try_acquire does not jump the queue.
-    assert!(matches!(limiter.try_acquire(Charge::from([1])), Err(AcquireError::Queued { waiters: 4 })));
+    assert!(matches!(
+        limiter.try_acquire(Charge::from([1])),
+        Err(AcquireError::Queued { waiters: 4 })
+    ));
     for t in tasks {
         t.await.unwrap();
     }
@@ -106,7 +115,11 @@ async fn deadline_fails_fast_with_the_predicted_wait() {
         .acquire_within(Charge::from([80]), Duration::from_millis(500))
         .await
         .unwrap_err();
-    assert_eq!(start.elapsed(), Duration::ZERO, "must fail without sleeping");
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "must fail without sleeping"
+    );
     assert_eq!(
         err,
         AcquireError::WouldExceedDeadline {
@@ -128,7 +141,10 @@ async fn prediction_counts_the_queue_ahead() {
     let limiter = support::tokio_clock(tokens(100));
     let _ = limiter.acquire(Charge::from([100])).await.unwrap();
     let ahead = spawn_waiter(&limiter, 50).await;
-    assert_eq!(limiter.predicted_wait(&Charge::from([30])).unwrap(), Duration::from_millis(800));
+    assert_eq!(
+        limiter.predicted_wait(&Charge::from([30])).unwrap(),
+        Duration::from_millis(800)
+    );
     let err = limiter
         .acquire_within(Charge::from([30]), Duration::from_millis(700))
         .await
@@ -165,7 +181,12 @@ async fn timeout_while_waiting_dequeues() {
         .acquire_within(Charge::from([1]), Duration::from_millis(250))
         .await
         .unwrap_err();
-    assert_eq!(err, AcquireError::DeadlineElapsed { deadline: Duration::from_millis(250) });
+    assert_eq!(
+        err,
+        AcquireError::DeadlineElapsed {
+            deadline: Duration::from_millis(250)
+        }
+    );
     assert_eq!(limiter.snapshot().waiters, 0);
     drop(held);
     assert!(limiter.try_acquire(Charge::from([1])).is_ok());
@@ -191,10 +212,16 @@ async fn reconfiguration_keeps_state_and_waiters() {
     let waiter = spawn_waiter(&limiter, 100).await;
     // Ten times the rate: the used 100 tokens now refill in 100ms and the
     // waiter (still queued) is admitted then, not after 1s.
-    limiter.reconfigure(tokens(1_000).with_dimension(DimensionConfig::per_second("x", 1))).unwrap_err();
+    limiter
+        .reconfigure(tokens(1_000).with_dimension(DimensionConfig::per_second("x", 1)))
+        .unwrap_err();
     let cfg = LimiterConfig::new().with_dimension(DimensionConfig::per_second("tokens", 1_000));
     limiter.reconfigure(cfg).unwrap();
-    assert_eq!(limiter.snapshot().dimensions[0].remaining, 900, "used amount is kept");
+    assert_eq!(
+        limiter.snapshot().dimensions[0].remaining,
+        900,
+        "used amount is kept"
+    );
     let waited = waiter.await.unwrap().unwrap();
     assert_eq!(waited, Duration::ZERO);
     assert_eq!(limiter.config().dimensions[0].limit, 1_000);
@@ -207,26 +234,35 @@ async fn shrinking_burst_fails_waiters_that_can_never_fit() {
     let waiter = spawn_waiter(&limiter, 80).await;
     limiter.reconfigure(tokens(50)).unwrap();
     let err = waiter.await.unwrap().unwrap_err();
-    assert!(matches!(err, AcquireError::ExceedsBurst { burst: 50, .. }), "{err}");
+    assert!(
+        matches!(err, AcquireError::ExceedsBurst { burst: 50, .. }),
+        "{err}"
+    );
     assert_eq!(limiter.snapshot().waiters, 0);
 }
 
 #[tokio::test(start_paused = true)]
 async fn contended_waiters_all_finish_in_rate() {
-    let cfg = LimiterConfig::new().with_dimension(DimensionConfig::per_second("tokens", 1_000).with_max_queued(10_000));
+    let cfg = LimiterConfig::new()
+        .with_dimension(DimensionConfig::per_second("tokens", 1_000).with_max_queued(10_000));
     let limiter = support::tokio_clock(cfg);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..50u64 {
         let l = limiter.clone();
-        tasks.push(tokio::spawn(async move { l.acquire(Charge::from([100 + i % 3])).await.map(drop) }));
+        tasks.push(tokio::spawn(async move {
+            l.acquire(Charge::from([100 + i % 3])).await.map(drop)
+        }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     // 50 * ~101 tokens = 5050; the first 1000 are burst, the rest take 4.05s.
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(4_049) && took <= Duration::from_millis(4_100), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(4_049) && took <= Duration::from_millis(4_100),
+        "{took:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -236,7 +272,17 @@ async fn impossible_charges_fail_at_once_even_behind_waiters() {
     let _queued = spawn_waiter(&limiter, 50).await;
     let start = Instant::now();
     let err = limiter.acquire(Charge::from([101])).await.unwrap_err();
-    assert!(matches!(err, AcquireError::ExceedsBurst { cost: 101, burst: 100, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            AcquireError::ExceedsBurst {
+                cost: 101,
+                burst: 100,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(limiter.snapshot().waiters, 1);
 }

@@ -51,7 +51,9 @@ impl Rng {
 
 /// Exact quantile by nearest rank: `ceil(q n) - 1`.
 pub fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).saturating_sub(1).min(sorted.len() - 1);
+    let rank = ((q * sorted.len() as f64).ceil() as usize)
+        .saturating_sub(1)
+        .min(sorted.len() - 1);
     sorted[rank]
 }
 

@@ -2,7 +2,12 @@
 //! check that what the exporter serves is valid: syntax, escaping, metadata
 //! order, grouping, duplicate series, and histogram/summary structure
 //! (cumulative buckets, `+Inf` equal to `_count`).
-#![allow(clippy::collapsible_if, clippy::collapsible_match, clippy::unwrap_used, reason = "a test parser, written for clarity")]
+#![allow(
+    clippy::collapsible_if,
+    clippy::collapsible_match,
+    clippy::unwrap_used,
+    reason = "a test parser, written for clarity"
+)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -28,7 +33,9 @@ impl Family {
             .find(|s| {
                 s.name == name
                     && labels.len() == s.labels.len()
-                    && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
             })
             .map(|s| s.value)
     }
@@ -56,7 +63,8 @@ fn parse_value(s: &str) -> Result<f64, String> {
             if s.eq_ignore_ascii_case("inf") || s.eq_ignore_ascii_case("nan") || s.contains("inf") {
                 return Err(format!("bad float spelling {s:?}"));
             }
-            s.parse::<f64>().map_err(|e| format!("bad value {s:?}: {e}"))
+            s.parse::<f64>()
+                .map_err(|e| format!("bad value {s:?}: {e}"))
         }
     }
 }
@@ -168,7 +176,10 @@ pub fn parse(text: &str) -> Result<Vec<Family>, String> {
                 }
                 Some("TYPE") => {
                     let name = parts.next().ok_or_else(|| at("TYPE without name".into()))?;
-                    let kind = parts.next().ok_or_else(|| at("TYPE without type".into()))?.trim();
+                    let kind = parts
+                        .next()
+                        .ok_or_else(|| at("TYPE without type".into()))?
+                        .trim();
                     if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
                         return Err(at(format!("unknown type {kind:?}")));
                     }
@@ -196,9 +207,11 @@ pub fn parse(text: &str) -> Result<Vec<Family>, String> {
             (BTreeMap::new(), rest)
         };
         let mut toks = rest.split_whitespace();
-        let value = parse_value(toks.next().ok_or_else(|| at("missing value".into()))?).map_err(at)?;
+        let value =
+            parse_value(toks.next().ok_or_else(|| at("missing value".into()))?).map_err(at)?;
         if let Some(ts) = toks.next() {
-            ts.parse::<i64>().map_err(|e| at(format!("bad timestamp: {e}")))?;
+            ts.parse::<i64>()
+                .map_err(|e| at(format!("bad timestamp: {e}")))?;
         }
         if toks.next().is_some() {
             return Err(at("trailing tokens".into()));
@@ -214,7 +227,9 @@ pub fn parse(text: &str) -> Result<Vec<Family>, String> {
                     return Err(at("histogram bucket without le".into()));
                 }
                 if name == fam {
-                    return Err(at("histogram sample without _bucket/_sum/_count suffix".into()));
+                    return Err(at(
+                        "histogram sample without _bucket/_sum/_count suffix".into()
+                    ));
                 }
             }
             "summary" => {
@@ -226,7 +241,11 @@ pub fn parse(text: &str) -> Result<Vec<Family>, String> {
             _ => {}
         }
         match families.last_mut() {
-            Some(f) if f.name == fam => f.samples.push(Sample { name: name.to_owned(), labels, value }),
+            Some(f) if f.name == fam => f.samples.push(Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            }),
             _ => {
                 if closed.contains(&fam) {
                     return Err(at(format!("samples of {fam} are not grouped together")));
@@ -238,7 +257,11 @@ pub fn parse(text: &str) -> Result<Vec<Family>, String> {
                     name: fam.clone(),
                     kind,
                     help: helps.get(&fam).cloned(),
-                    samples: vec![Sample { name: name.to_owned(), labels, value }],
+                    samples: vec![Sample {
+                        name: name.to_owned(),
+                        labels,
+                        value,
+                    }],
                 });
             }
         }
@@ -270,7 +293,10 @@ fn check_histogram(f: &Family) -> Result<(), String> {
     for s in &f.samples {
         if s.name.ends_with("_bucket") {
             let le = parse_value(&s.labels["le"])?;
-            series.entry(without(&s.labels, "le")).or_default().push((le, s.value));
+            series
+                .entry(without(&s.labels, "le"))
+                .or_default()
+                .push((le, s.value));
         } else if s.name.ends_with("_count") {
             counts.insert(s.labels.clone(), s.value);
         } else if s.name.ends_with("_sum") {
@@ -281,10 +307,16 @@ fn check_histogram(f: &Family) -> Result<(), String> {
         let mut prev = (f64::NEG_INFINITY, 0.0);
         for &(le, v) in buckets {
             if le <= prev.0 {
-                return Err(format!("{}: buckets not in increasing le order for {labels:?}", f.name));
+                return Err(format!(
+                    "{}: buckets not in increasing le order for {labels:?}",
+                    f.name
+                ));
             }
             if v < prev.1 {
-                return Err(format!("{}: bucket counts decrease at le={le} for {labels:?}", f.name));
+                return Err(format!(
+                    "{}: bucket counts decrease at le={le} for {labels:?}",
+                    f.name
+                ));
             }
             prev = (le, v);
         }
@@ -293,7 +325,12 @@ fn check_histogram(f: &Family) -> Result<(), String> {
         }
         match counts.get(labels) {
             Some(c) if *c == prev.1 => {}
-            other => return Err(format!("{}: _count {other:?} != +Inf bucket {} for {labels:?}", f.name, prev.1)),
+            other => {
+                return Err(format!(
+                    "{}: _count {other:?} != +Inf bucket {} for {labels:?}",
+                    f.name, prev.1
+                ));
+            }
         }
         if !sums.contains_key(labels) {
             return Err(format!("{}: no _sum for {labels:?}", f.name));
@@ -313,7 +350,10 @@ fn check_summary(f: &Family) -> Result<(), String> {
                 return Err(format!("{}: quantile {q} out of range", f.name));
             }
             let base = without(&s.labels, "quantile");
-            let has_count = f.samples.iter().any(|c| c.name.ends_with("_count") && c.labels == base);
+            let has_count = f
+                .samples
+                .iter()
+                .any(|c| c.name.ends_with("_count") && c.labels == base);
             if !has_count {
                 return Err(format!("{}: quantiles without _count for {base:?}", f.name));
             }
@@ -327,11 +367,11 @@ pub fn self_check() {
     let ok = "# HELP a_total Things.\n# TYPE a_total counter\na_total{x=\"1\"} 3\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3.5\nh_count 2\n";
     assert!(parse(ok).is_ok(), "{:?}", parse(ok));
     for bad in [
-        "a 1",                                                   // no trailing newline
-        "a{x=\"1} 1\n",                                          // unterminated
-        "a{x=\"\\q\"} 1\n",                                      // bad escape
-        "a 1\nb 2\na 3\n",                                       // not grouped (a twice)
-        "a 1\na 1\n",                                            // duplicate series
+        "a 1",              // no trailing newline
+        "a{x=\"1} 1\n",     // unterminated
+        "a{x=\"\\q\"} 1\n", // bad escape
+        "a 1\nb 2\na 3\n",  // not grouped (a twice)
+        "a 1\na 1\n",       // duplicate series
         "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
         "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n",
         "a inf\n",

@@ -72,7 +72,9 @@ where
                     *this.permit = Some(permit);
                     let Some(call) = this.call.take() else {
                         this.state.set(State::Done);
-                        return Poll::Ready(Err("response future polled after its call was taken".into()));
+                        return Poll::Ready(Err(
+                            "response future polled after its call was taken".into()
+                        ));
                     };
                     this.state.set(State::Calling { fut: call() });
                 }
@@ -105,6 +107,9 @@ impl<F, H> fmt::Debug for ResponseFuture<F, H> {
             State::Calling { .. } => "calling",
             State::Done => "done",
         };
-        f.debug_struct("ResponseFuture").field("state", &state).field("permit", &self.permit).finish()
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("permit", &self.permit)
+            .finish()
     }
 }

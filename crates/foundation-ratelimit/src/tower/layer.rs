@@ -57,7 +57,13 @@ impl<S, C: Clone, H: Clone> Layer<S> for RateLimitLayer<C, H> {
     type Service = RateLimit<S, C, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit::new(inner, self.limiter.clone(), self.cost.clone(), self.reconcile.clone(), self.max_wait)
+        RateLimit::new(
+            inner,
+            self.limiter.clone(),
+            self.cost.clone(),
+            self.reconcile.clone(),
+            self.max_wait,
+        )
     }
 }
 

@@ -94,7 +94,13 @@ pub struct RateLimit<S, C, H = NoReconcile> {
 
 impl<S, C, H> RateLimit<S, C, H> {
     /// Wraps `inner`.
-    pub fn new(inner: S, limiter: RateLimiter, cost: C, reconcile: H, max_wait: Option<Duration>) -> Self {
+    pub fn new(
+        inner: S,
+        limiter: RateLimiter,
+        cost: C,
+        reconcile: H,
+        max_wait: Option<Duration>,
+    ) -> Self {
         Self {
             inner,
             limiter,
@@ -155,7 +161,11 @@ where
                 None => limiter.acquire(charge).await,
             }
         });
-        ResponseFuture::new(acquire, Box::new(move || inner.call(req)), self.reconcile.clone())
+        ResponseFuture::new(
+            acquire,
+            Box::new(move || inner.call(req)),
+            self.reconcile.clone(),
+        )
     }
 }
 

@@ -129,16 +129,37 @@ impl Provider {
                 s.stats.rejected_429 += 1;
             }
             let mut headers = vec![
-                ("x-ratelimit-limit-requests".to_owned(), self.rpm.to_string()),
+                (
+                    "x-ratelimit-limit-requests".to_owned(),
+                    self.rpm.to_string(),
+                ),
                 ("x-ratelimit-limit-tokens".to_owned(), self.tpm.to_string()),
-                ("x-ratelimit-remaining-requests".to_owned(), (s.requests.level.max(0.0).floor() as u64).to_string()),
-                ("x-ratelimit-remaining-tokens".to_owned(), (s.tokens.level.max(0.0).floor() as u64).to_string()),
-                ("x-ratelimit-reset-requests".to_owned(), format!("{}ms", s.requests.until_full().as_millis())),
-                ("x-ratelimit-reset-tokens".to_owned(), format!("{}ms", s.tokens.until_full().as_millis())),
+                (
+                    "x-ratelimit-remaining-requests".to_owned(),
+                    (s.requests.level.max(0.0).floor() as u64).to_string(),
+                ),
+                (
+                    "x-ratelimit-remaining-tokens".to_owned(),
+                    (s.tokens.level.max(0.0).floor() as u64).to_string(),
+                ),
+                (
+                    "x-ratelimit-reset-requests".to_owned(),
+                    format!("{}ms", s.requests.until_full().as_millis()),
+                ),
+                (
+                    "x-ratelimit-reset-tokens".to_owned(),
+                    format!("{}ms", s.tokens.until_full().as_millis()),
+                ),
             ];
             if !admitted {
-                headers.push(("retry-after".to_owned(), wait.as_secs_f64().ceil().to_string()));
-                headers.push(("retry-after-ms".to_owned(), wait.as_millis().max(1).to_string()));
+                headers.push((
+                    "retry-after".to_owned(),
+                    wait.as_secs_f64().ceil().to_string(),
+                ));
+                headers.push((
+                    "retry-after-ms".to_owned(),
+                    wait.as_millis().max(1).to_string(),
+                ));
             }
             (admitted, headers)
         };

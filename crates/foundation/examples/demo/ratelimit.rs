@@ -78,7 +78,10 @@ async fn scenario(with_limiter: bool, jobs: &[Job]) -> Outcome {
         for d in &mut cfg.dimensions {
             d.max_queued = Some(d.limit * 10);
         }
-        RateLimiter::builder(cfg).with_clock(TokioClock).build().unwrap()
+        RateLimiter::builder(cfg)
+            .with_clock(TokioClock)
+            .build()
+            .unwrap()
     });
     let start = Instant::now();
     let results = Arc::new(std::sync::Mutex::new(Outcome::default()));
@@ -91,13 +94,20 @@ async fn scenario(with_limiter: bool, jobs: &[Job]) -> Outcome {
             let charge = Charge::from([1, job.prompt + job.max_tokens]);
             let mut permit = None;
             if let Some(l) = &limiter {
-                permit = Some(l.acquire(charge).await.expect("demo charges fit the profile"));
+                permit = Some(
+                    l.acquire(charge)
+                        .await
+                        .expect("demo charges fit the profile"),
+                );
             }
             let mut got_429 = 0;
             for _ in 0..MAX_ATTEMPTS {
                 let sent = Instant::now();
                 let resp = provider.complete(job.prompt, job.max_tokens).await;
-                let info = RateLimitInfo::parse(resp.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), SystemTime::now());
+                let info = RateLimitInfo::parse(
+                    resp.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    SystemTime::now(),
+                );
                 if let Some(l) = &limiter {
                     l.observe(&info);
                 }
@@ -168,7 +178,10 @@ pub(crate) async fn run(report: &mut Report) {
         with.used_tokens,
         jobs_reserved
     ));
-    for (name, mut o) in [("without limiter (retry on 429)", without), ("with foundation-ratelimit", with)] {
+    for (name, mut o) in [
+        ("without limiter (retry on 429)", without),
+        ("with foundation-ratelimit", with),
+    ] {
         report.kv(
             name,
             format!(

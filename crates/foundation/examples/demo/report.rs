@@ -50,24 +50,15 @@ impl Report {
             if done >= total {
                 let _ = write!(err, "\r\x1b[K");
             }
-        } else if done == total || done % (total / 4).max(1) == 0 {
+        } else if done == total || done.is_multiple_of((total / 4).max(1)) {
             let _ = writeln!(err, "   .. {what}: {done}/{total}");
         }
         let _ = err.flush();
     }
 
-    /// Says plainly that a capability is not part of the demo yet.
-    pub(crate) fn not_yet(&mut self, capability: &str, issue: &str) {
-        self.section(capability);
-        self.line(format!("not in the demo yet: the crate has not landed ({issue})"));
-    }
-
     pub(crate) fn finish(&self) {
         println!();
-        println!(
-            "demo finished in {}",
-            fmt_duration(self.started.elapsed())
-        );
+        println!("demo finished in {}", fmt_duration(self.started.elapsed()));
     }
 }
 

@@ -4,12 +4,19 @@
 //! PostgreSQL runs when `FOUNDATION_POSTGRES_URL` is set (`cargo xtask bench`
 //! starts a server); otherwise the group is skipped with a note.
 #![allow(missing_docs)]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "a bench fails loudly and reports")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "a bench fails loudly and reports"
+)]
 
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use foundation_events::{EventStore, ExpectedVersion, NewEvent, SqliteConfig, SqliteStore, StreamId};
+use foundation_events::{
+    EventStore, ExpectedVersion, NewEvent, SqliteConfig, SqliteStore, StreamId,
+};
 use serde_json::json;
 use sqlx::AssertSqlSafe;
 
@@ -18,9 +25,12 @@ const BATCH: usize = 100;
 fn batch(n: u64) -> Vec<NewEvent> {
     (0..BATCH)
         .map(|i| {
-            NewEvent::new("llm.response", json!({"model": "gpt-4o", "tokens": i, "text": "the answer was served quickly"}))
-                .with_source("bench")
-                .with_correlation_id(format!("corr-{n}"))
+            NewEvent::new(
+                "llm.response",
+                json!({"model": "gpt-4o", "tokens": i, "text": "the answer was served quickly"}),
+            )
+            .with_source("bench")
+            .with_correlation_id(format!("corr-{n}"))
         })
         .collect()
 }
@@ -70,17 +80,28 @@ fn bench_foundation<S: EventStore + Clone + 'static>(
             let events = batch(n);
             let store = store.clone();
             let stream = stream.clone();
-            async move { store.append(&stream, ExpectedVersion::Any, events).await.unwrap() }
+            async move {
+                store
+                    .append(&stream, ExpectedVersion::Any, events)
+                    .await
+                    .unwrap()
+            }
         });
     });
     n
 }
 
 fn sqlite(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = std::env::temp_dir().join(format!("fe-bench-{}", foundation_events::EventId::new()));
     std::fs::create_dir_all(&dir).unwrap();
-    let store = rt.block_on(SqliteStore::open(SqliteConfig::new(dir.join("events.db")))).unwrap();
+    let store = rt
+        .block_on(SqliteStore::open(SqliteConfig::new(dir.join("events.db"))))
+        .unwrap();
     // The raw baseline: a table of the same shape and indexes, in the same database.
     rt.block_on(async {
         for stmt in [
@@ -137,20 +158,44 @@ fn sqlite(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[cfg(not(feature = "postgres"))]
+fn postgres(_: &mut Criterion) {
+    println!("events_append_postgres: skipped (build with `--features postgres`)");
+}
+
+#[cfg(feature = "postgres")]
 fn postgres(c: &mut Criterion) {
     let Ok(url) = std::env::var("FOUNDATION_POSTGRES_URL") else {
-        println!("events_append_postgres: skipped (set FOUNDATION_POSTGRES_URL or run `cargo xtask bench`)");
+        println!(
+            "events_append_postgres: skipped (set FOUNDATION_POSTGRES_URL or run `cargo xtask bench`)"
+        );
         return;
     };
     use foundation_events::{PostgresConfig, PostgresStore};
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let schema = format!("fe_bench_{}", &foundation_events::EventId::new().as_uuid().simple().to_string()[16..]);
-    let store = rt.block_on(PostgresStore::connect(PostgresConfig::new(&url).with_schema(&schema))).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let schema = format!(
+        "fe_bench_{}",
+        &foundation_events::EventId::new()
+            .as_uuid()
+            .simple()
+            .to_string()[16..]
+    );
+    let store = rt
+        .block_on(PostgresStore::connect(
+            PostgresConfig::new(&url).with_schema(&schema),
+        ))
+        .unwrap();
     rt.block_on(async {
-        sqlx::query(AssertSqlSafe(format!("CREATE TABLE {schema}.raw_events (LIKE {schema}.events INCLUDING ALL)")))
-            .execute(store.pool())
-            .await
-            .unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TABLE {schema}.raw_events (LIKE {schema}.events INCLUDING ALL)"
+        )))
+        .execute(store.pool())
+        .await
+        .unwrap();
     });
     let mut g = c.benchmark_group("events_append_postgres");
     let mut n = bench_foundation(&mut g, &rt, &store);
@@ -193,7 +238,10 @@ fn postgres(c: &mut Criterion) {
     });
     g.finish();
     rt.block_on(async {
-        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(store.pool()).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(store.pool())
+            .await
+            .unwrap();
     });
 }
 

@@ -4,32 +4,48 @@
 //!
 //! Scale: 1,000,000 stored events in 100,000 correlations (10 events each).
 #![allow(missing_docs)]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a bench fails loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a bench fails loudly"
+)]
 
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use foundation_events::{EventId, EventStore, ExpectedVersion, Expr, NewEvent, SqliteConfig, SqliteStore, StreamId};
+use foundation_events::{
+    EventId, EventStore, ExpectedVersion, Expr, NewEvent, SqliteConfig, SqliteStore, StreamId,
+};
 use serde_json::json;
 
 const STORED: usize = 1_000_000;
 const CORRELATIONS: usize = 100_000;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = std::env::temp_dir().join(format!("fe-bench-q-{}", EventId::new()));
     std::fs::create_dir_all(&dir).unwrap();
-    let store = rt.block_on(SqliteStore::open(SqliteConfig::new(dir.join("events.db")))).unwrap();
+    let store = rt
+        .block_on(SqliteStore::open(SqliteConfig::new(dir.join("events.db"))))
+        .unwrap();
     rt.block_on(async {
         let stream = StreamId::new("seed").unwrap();
         for chunk in 0..STORED / 5_000 {
             let batch: Vec<NewEvent> = (0..5_000)
                 .map(|i| {
                     let n = chunk * 5_000 + i;
-                    NewEvent::new("llm.response", json!({"n": n, "model": "gpt-4o"})).with_correlation_id(format!("corr-{}", n % CORRELATIONS))
+                    NewEvent::new("llm.response", json!({"n": n, "model": "gpt-4o"}))
+                        .with_correlation_id(format!("corr-{}", n % CORRELATIONS))
                 })
                 .collect();
-            store.append(&stream, ExpectedVersion::Any, batch).await.unwrap();
+            store
+                .append(&stream, ExpectedVersion::Any, batch)
+                .await
+                .unwrap();
         }
         // One correlation of 1,000 events forming a tree (each caused by an earlier one).
         let root = NewEvent::new("request", json!({})).with_correlation_id("tree");
@@ -37,11 +53,16 @@ fn bench(c: &mut Criterion) {
         let mut batch = vec![root];
         for i in 1..1_000usize {
             let parent = ids[(i * 7919) % ids.len()];
-            let e = NewEvent::new("step", json!({"i": i})).with_correlation_id("tree").with_causation_id(parent);
+            let e = NewEvent::new("step", json!({"i": i}))
+                .with_correlation_id("tree")
+                .with_causation_id(parent);
             ids.push(e.id);
             batch.push(e);
         }
-        store.append(&StreamId::new("tree").unwrap(), ExpectedVersion::Any, batch).await.unwrap();
+        store
+            .append(&StreamId::new("tree").unwrap(), ExpectedVersion::Any, batch)
+            .await
+            .unwrap();
     });
 
     let mut g = c.benchmark_group("events_query_correlation");

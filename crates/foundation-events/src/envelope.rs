@@ -78,7 +78,9 @@ impl FromStr for EventId {
 /// [`Position::START`] (0) is "before the first event"; the first event is at 1.
 /// A reader that has seen position `p` will never later see an event at a
 /// position `<= p` appear (see the crate docs, "Global order").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Position(pub u64);
 
@@ -152,13 +154,19 @@ impl Timestamp {
     /// `self - d`, saturating.
     #[must_use]
     pub fn saturating_sub(self, d: Duration) -> Self {
-        Self(self.0.saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+        Self(
+            self.0
+                .saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// `self + d`, saturating.
     #[must_use]
     pub fn saturating_add(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        )
     }
 }
 
@@ -185,7 +193,9 @@ impl FromStr for Timestamp {
         humantime::parse_rfc3339(s)
             .or_else(|_| humantime::parse_rfc3339_weak(s))
             .map(Self::from_system_time)
-            .map_err(|_| ParseTimestampError { input: s.to_owned() })
+            .map_err(|_| ParseTimestampError {
+                input: s.to_owned(),
+            })
     }
 }
 
@@ -475,7 +485,10 @@ impl NewEvent {
         for l in &self.links {
             check_name(&l.relation).map_err(|r| bad("links.relation", r))?;
             if l.target == self.id {
-                return Err(bad("links.target", "an event cannot link to itself".to_owned()));
+                return Err(bad(
+                    "links.target",
+                    "an event cannot link to itself".to_owned(),
+                ));
             }
         }
         Ok(())
@@ -507,7 +520,10 @@ impl StreamId {
     /// When the name is empty, too long or holds control characters.
     pub fn new(name: impl Into<String>) -> Result<Self, Error> {
         let name = name.into();
-        check_name(&name).map_err(|reason| Error::InvalidStream { stream: name.clone(), reason })?;
+        check_name(&name).map_err(|reason| Error::InvalidStream {
+            stream: name.clone(),
+            reason,
+        })?;
         Ok(Self(name))
     }
 
@@ -579,7 +595,12 @@ pub struct RecordedEvent {
 
 impl RecordedEvent {
     /// Builds the stored form of `event` (used by backends).
-    pub(crate) fn from_new(event: NewEvent, stream_id: StreamId, stream_version: u64, position: Position) -> Self {
+    pub(crate) fn from_new(
+        event: NewEvent,
+        stream_id: StreamId,
+        stream_version: u64,
+        position: Position,
+    ) -> Self {
         Self {
             id: event.id,
             event_type: event.event_type,
@@ -730,7 +751,10 @@ mod tests {
         assert_eq!(e.validate().unwrap_err().field, "metadata");
         let e = NewEvent::new("t", Value::Null);
         let id = e.id;
-        assert_eq!(e.with_link("retries", id).validate().unwrap_err().field, "links.target");
+        assert_eq!(
+            e.with_link("retries", id).validate().unwrap_err().field,
+            "links.target"
+        );
         assert!(StreamId::new("").is_err());
         assert!(StreamId::new("a\nb").is_err());
     }
@@ -744,7 +768,15 @@ mod tests {
             Position(7),
         );
         let ce = e.to_cloudevent();
-        for k in ["specversion", "id", "source", "type", "time", "subject", "position"] {
+        for k in [
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "time",
+            "subject",
+            "position",
+        ] {
             assert!(ce.get(k).is_some(), "{k}");
         }
     }

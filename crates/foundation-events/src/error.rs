@@ -25,7 +25,9 @@ pub struct InvalidEvent {
 #[non_exhaustive]
 pub enum Error {
     /// The stream was not at the expected version: someone else appended first.
-    #[error("wrong expected version for stream `{stream}`: expected {expected}, actual version {actual}")]
+    #[error(
+        "wrong expected version for stream `{stream}`: expected {expected}, actual version {actual}"
+    )]
     WrongExpectedVersion {
         /// The stream.
         stream: StreamId,
@@ -36,7 +38,9 @@ pub enum Error {
     },
     /// Some events of the batch are already stored (with another stream or
     /// type, or only part of the batch): not a clean idempotent retry.
-    #[error("event {id} is already stored and the batch is not an exact retry of an earlier append")]
+    #[error(
+        "event {id} is already stored and the batch is not an exact retry of an earlier append"
+    )]
     DuplicateEvent {
         /// The first offending id.
         id: EventId,
@@ -144,7 +148,11 @@ impl From<sqlx::Error> for Error {
             },
             _ => ErrorKind::Permanent,
         };
-        let kind = if kind == ErrorKind::Unclassified { ErrorKind::Transient } else { kind };
+        let kind = if kind == ErrorKind::Unclassified {
+            ErrorKind::Transient
+        } else {
+            kind
+        };
         Self::Backend {
             kind,
             message: e.to_string(),
@@ -169,6 +177,9 @@ mod tests {
             "wrong expected version for stream `s`: expected no stream, actual version 3"
         );
         assert!(e.kind().is_retryable());
-        assert_eq!(Error::InvalidBatch("empty".into()).kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            Error::InvalidBatch("empty".into()).kind(),
+            ErrorKind::InvalidInput
+        );
     }
 }

@@ -50,7 +50,13 @@ impl ParseError {
     fn new(input: &str, offset: usize, len: usize, message: impl Into<String>) -> Self {
         let offset = offset.min(input.len());
         let column = input.get(..offset).map_or(offset, |s| s.chars().count()) + 1;
-        Self { message: message.into(), offset, len, column, input: input.to_owned() }
+        Self {
+            message: message.into(),
+            offset,
+            len,
+            column,
+            input: input.to_owned(),
+        }
     }
 
     /// The query with the offending token underlined:
@@ -63,7 +69,10 @@ impl ParseError {
     pub fn render(&self) -> String {
         let line = self.input.replace(['\n', '\r', '\t'], " ");
         let pad = " ".repeat(self.column - 1);
-        let width = self.input.get(self.offset..self.offset + self.len).map_or(1, |s| s.chars().count().max(1));
+        let width = self
+            .input
+            .get(self.offset..self.offset + self.len)
+            .map_or(1, |s| s.chars().count().max(1));
         format!("{line}\n{pad}{} {}", "^".repeat(width), self.message)
     }
 }
@@ -108,7 +117,11 @@ fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
     while i < bytes.len() {
         let c = bytes[i];
         let start = i;
-        let single = |tok| Token { tok, start, end: start + 1 };
+        let single = |tok| Token {
+            tok,
+            start,
+            end: start + 1,
+        };
         match c {
             b' ' | b'\t' | b'\n' | b'\r' => {
                 i += 1;
@@ -133,9 +146,20 @@ fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
                     (b'<', _) => (CmpOp::Lt, 1),
                     (b'>', Some(b'=')) => (CmpOp::Ge, 2),
                     (b'>', _) => (CmpOp::Gt, 1),
-                    _ => return Err(ParseError::new(input, i, 1, "unexpected `!`; did you mean `!=` or `not`?")),
+                    _ => {
+                        return Err(ParseError::new(
+                            input,
+                            i,
+                            1,
+                            "unexpected `!`; did you mean `!=` or `not`?",
+                        ));
+                    }
                 };
-                out.push(Token { tok: Tok::Op(op), start, end: start + len });
+                out.push(Token {
+                    tok: Tok::Op(op),
+                    start,
+                    end: start + len,
+                });
                 i += len;
                 continue;
             }
@@ -144,7 +168,12 @@ fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
                 let mut j = i + 1;
                 loop {
                     let Some(ch) = input.get(j..).and_then(|r| r.chars().next()) else {
-                        return Err(ParseError::new(input, start, input.len() - start, "unterminated string"));
+                        return Err(ParseError::new(
+                            input,
+                            start,
+                            input.len() - start,
+                            "unterminated string",
+                        ));
                     };
                     match ch {
                         '"' => {
@@ -161,7 +190,12 @@ fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
                                 Some('/') => '/',
                                 _ => {
                                     let len = 1 + esc.map_or(0, char::len_utf8);
-                                    return Err(ParseError::new(input, j, len, "unknown escape; use \\\" \\\\ \\n \\t or \\/"));
+                                    return Err(ParseError::new(
+                                        input,
+                                        j,
+                                        len,
+                                        "unknown escape; use \\\" \\\\ \\n \\t or \\/",
+                                    ));
                                 }
                             };
                             s.push(rep);
@@ -173,7 +207,11 @@ fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
                         }
                     }
                 }
-                out.push(Token { tok: Tok::Str(s), start, end: j });
+                out.push(Token {
+                    tok: Tok::Str(s),
+                    start,
+                    end: j,
+                });
                 i = j;
                 continue;
             }
@@ -198,9 +236,14 @@ fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
                 let unit = &input[j..k];
                 let tok = if unit.is_empty() {
                     if float {
-                        Tok::Float(num.parse().map_err(|_| ParseError::new(input, i, j - i, "invalid number"))?)
+                        Tok::Float(
+                            num.parse()
+                                .map_err(|_| ParseError::new(input, i, j - i, "invalid number"))?,
+                        )
                     } else {
-                        Tok::Int(num.parse().map_err(|_| ParseError::new(input, i, j - i, "integer out of range"))?)
+                        Tok::Int(num.parse().map_err(|_| {
+                            ParseError::new(input, i, j - i, "integer out of range")
+                        })?)
                     }
                 } else {
                     let secs_per: f64 = match unit {
@@ -210,9 +253,18 @@ fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
                         "h" => 3600.0,
                         "d" => 86_400.0,
                         "w" => 604_800.0,
-                        _ => return Err(ParseError::new(input, j, k - j, "unknown duration unit; use ms, s, m, h, d or w")),
+                        _ => {
+                            return Err(ParseError::new(
+                                input,
+                                j,
+                                k - j,
+                                "unknown duration unit; use ms, s, m, h, d or w",
+                            ));
+                        }
                     };
-                    let n: f64 = num.parse().map_err(|_| ParseError::new(input, i, k - i, "invalid duration"))?;
+                    let n: f64 = num
+                        .parse()
+                        .map_err(|_| ParseError::new(input, i, k - i, "invalid duration"))?;
                     let secs = n * secs_per;
                     if !secs.is_finite() || secs > 1.0e11 {
                         return Err(ParseError::new(input, i, k - i, "duration too large"));
@@ -228,7 +280,11 @@ fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
                 while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
                     j += 1;
                 }
-                out.push(Token { tok: Tok::Ident(input[i..j].to_owned()), start, end: j });
+                out.push(Token {
+                    tok: Tok::Ident(input[i..j].to_owned()),
+                    start,
+                    end: j,
+                });
                 i = j;
                 continue;
             }
@@ -239,7 +295,11 @@ fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
         }
         i += 1;
     }
-    out.push(Token { tok: Tok::Eof, start: input.len(), end: input.len() });
+    out.push(Token {
+        tok: Tok::Eof,
+        start: input.len(),
+        end: input.len(),
+    });
     Ok(out)
 }
 
@@ -255,7 +315,9 @@ fn is_kw(t: &Tok, kw: &str) -> bool {
     matches!(t, Tok::Ident(s) if s.eq_ignore_ascii_case(kw))
 }
 
-const KEYWORDS: [&str; 10] = ["and", "or", "not", "in", "contains", "exists", "true", "false", "null", "now"];
+const KEYWORDS: [&str; 10] = [
+    "and", "or", "not", "in", "contains", "exists", "true", "false", "null", "now",
+];
 
 impl Parser<'_> {
     fn peek(&self) -> &Token {
@@ -276,7 +338,10 @@ impl Parser<'_> {
 
     fn expected(&self, what: &str) -> ParseError {
         let t = self.peek();
-        self.err_at(t, format!("expected {what}, found {}", describe(self.input, t)))
+        self.err_at(
+            t,
+            format!("expected {what}, found {}", describe(self.input, t)),
+        )
     }
 
     fn eat_kw(&mut self, kw: &str) -> bool {
@@ -302,7 +367,11 @@ impl Parser<'_> {
         while self.eat_kw("or") {
             parts.push(self.and()?);
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Expr::Or(parts) })
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Expr::Or(parts)
+        })
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
@@ -310,7 +379,11 @@ impl Parser<'_> {
         while self.eat_kw("and") {
             parts.push(self.unary()?);
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Expr::And(parts) })
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Expr::And(parts)
+        })
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
@@ -351,16 +424,33 @@ impl Parser<'_> {
                         match k.tok {
                             Tok::Ident(s) => segs.push(PathSegment::Key(s)),
                             Tok::Int(i) => segs.push(PathSegment::Key(i.to_string())),
-                            _ => return Err(self.err_at(&k, format!("expected a key after `.`, found {}", describe(self.input, &k)))),
+                            _ => {
+                                return Err(self.err_at(
+                                    &k,
+                                    format!(
+                                        "expected a key after `.`, found {}",
+                                        describe(self.input, &k)
+                                    ),
+                                ));
+                            }
                         }
                     }
                     Tok::LBracket => {
                         self.bump();
                         let k = self.bump();
                         let Tok::Int(i) = k.tok else {
-                            return Err(self.err_at(&k, format!("expected an array index, found {}", describe(self.input, &k))));
+                            return Err(self.err_at(
+                                &k,
+                                format!(
+                                    "expected an array index, found {}",
+                                    describe(self.input, &k)
+                                ),
+                            ));
                         };
-                        let idx = usize::try_from(i).ok().filter(|i| *i <= i32::MAX as usize).ok_or_else(|| self.err_at(&k, "array index out of range"))?;
+                        let idx = usize::try_from(i)
+                            .ok()
+                            .filter(|i| *i <= i32::MAX as usize)
+                            .ok_or_else(|| self.err_at(&k, "array index out of range"))?;
                         if self.peek().tok != Tok::RBracket {
                             return Err(self.expected("`]`"));
                         }
@@ -374,9 +464,17 @@ impl Parser<'_> {
                 return Err(self.err_at(&t, format!("`{name}` needs a path, like `{name}.model`")));
             }
             let end = self.toks[self.pos.saturating_sub(1)].end;
-            let span = Token { tok: Tok::Eof, start: t.start, end };
+            let span = Token {
+                tok: Tok::Eof,
+                start: t.start,
+                end,
+            };
             let path = JsonPath::from_segments(segs);
-            let f = if lower == "data" { Field::Data(path) } else { Field::Metadata(path) };
+            let f = if lower == "data" {
+                Field::Data(path)
+            } else {
+                Field::Metadata(path)
+            };
             return Ok((f, span));
         }
         if KEYWORDS.contains(&lower.as_str()) {
@@ -402,7 +500,13 @@ impl Parser<'_> {
             }
             let s = self.bump();
             let Tok::Str(words) = s.tok.clone() else {
-                return Err(self.err_at(&s, format!("expected a string of words, found {}", describe(self.input, &s))));
+                return Err(self.err_at(
+                    &s,
+                    format!(
+                        "expected a string of words, found {}",
+                        describe(self.input, &s)
+                    ),
+                ));
             };
             if crate::query::text_tokens(&words).is_empty() {
                 return Err(self.err_at(&s, "full-text search needs at least one word"));
@@ -411,47 +515,58 @@ impl Parser<'_> {
         }
         let (field, ftok) = self.field()?;
         let op_tok = self.peek().clone();
-        let e = match &op_tok.tok {
-            Tok::Op(op) => {
-                let op = *op;
-                self.bump();
-                let value = self.value(&field)?;
-                Expr::Cmp { field, op, value }
-            }
-            t if is_kw(t, "in") => {
-                self.bump();
-                if self.peek().tok != Tok::LParen {
-                    return Err(self.expected("`(` after `in`"));
-                }
-                self.bump();
-                let mut alts = Vec::new();
-                loop {
+        let e =
+            match &op_tok.tok {
+                Tok::Op(op) => {
+                    let op = *op;
+                    self.bump();
                     let value = self.value(&field)?;
-                    alts.push(Expr::Cmp { field: field.clone(), op: CmpOp::Eq, value });
-                    match self.peek().tok {
-                        Tok::Comma => {
-                            self.bump();
+                    Expr::Cmp { field, op, value }
+                }
+                t if is_kw(t, "in") => {
+                    self.bump();
+                    if self.peek().tok != Tok::LParen {
+                        return Err(self.expected("`(` after `in`"));
+                    }
+                    self.bump();
+                    let mut alts = Vec::new();
+                    loop {
+                        let value = self.value(&field)?;
+                        alts.push(Expr::Cmp {
+                            field: field.clone(),
+                            op: CmpOp::Eq,
+                            value,
+                        });
+                        match self.peek().tok {
+                            Tok::Comma => {
+                                self.bump();
+                            }
+                            Tok::RParen => {
+                                self.bump();
+                                break;
+                            }
+                            _ => return Err(self.expected("`,` or `)`")),
                         }
-                        Tok::RParen => {
-                            self.bump();
-                            break;
-                        }
-                        _ => return Err(self.expected("`,` or `)`")),
+                    }
+                    if alts.len() == 1 {
+                        alts.remove(0)
+                    } else {
+                        Expr::Or(alts)
                     }
                 }
-                if alts.len() == 1 { alts.remove(0) } else { Expr::Or(alts) }
-            }
-            t if is_kw(t, "contains") => {
-                self.bump();
-                let value = self.value(&field)?;
-                Expr::Contains { field, value }
-            }
-            t if is_kw(t, "exists") => {
-                self.bump();
-                Expr::Exists(field)
-            }
-            _ => return Err(self.expected("a comparison (`=`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `contains`, `exists`)")),
-        };
+                t if is_kw(t, "contains") => {
+                    self.bump();
+                    let value = self.value(&field)?;
+                    Expr::Contains { field, value }
+                }
+                t if is_kw(t, "exists") => {
+                    self.bump();
+                    Expr::Exists(field)
+                }
+                _ => return Err(self.expected(
+                    "a comparison (`=`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `contains`, `exists`)",
+                )),
+            };
         // Type-check the leaf here so the error points at the field.
         e.check().map_err(|err| match err {
             crate::Error::InvalidQuery(m) => self.err_at(&ftok, m),
@@ -465,7 +580,10 @@ impl Parser<'_> {
         let lit = match &t.tok {
             Tok::Str(s) => {
                 if *field == Field::Time {
-                    Literal::Time(s.parse::<Timestamp>().map_err(|e| self.err_at(&t, e.to_string()))?)
+                    Literal::Time(
+                        s.parse::<Timestamp>()
+                            .map_err(|e| self.err_at(&t, e.to_string()))?,
+                    )
                 } else {
                     Literal::Str(s.clone())
                 }
@@ -477,10 +595,20 @@ impl Parser<'_> {
                 match n.tok {
                     Tok::Int(i) => Literal::Int(-i),
                     Tok::Float(f) => Literal::Float(-f),
-                    _ => return Err(self.err_at(&n, format!("expected a number after `-`, found {}", describe(self.input, &n)))),
+                    _ => {
+                        return Err(self.err_at(
+                            &n,
+                            format!(
+                                "expected a number after `-`, found {}",
+                                describe(self.input, &n)
+                            ),
+                        ));
+                    }
                 }
             }
-            Tok::Dur(_) => return Err(self.err_at(&t, "a duration needs a base time, like `now - 1h`")),
+            Tok::Dur(_) => {
+                return Err(self.err_at(&t, "a duration needs a base time, like `now - 1h`"));
+            }
             x if is_kw(x, "true") => Literal::Bool(true),
             x if is_kw(x, "false") => Literal::Bool(false),
             x if is_kw(x, "null") => Literal::Null,
@@ -495,9 +623,19 @@ impl Parser<'_> {
                     self.bump();
                     let d = self.bump();
                     let Tok::Dur(d) = d.tok else {
-                        return Err(self.err_at(&d, format!("expected a duration like `1h` or `30s`, found {}", describe(self.input, &d))));
+                        return Err(self.err_at(
+                            &d,
+                            format!(
+                                "expected a duration like `1h` or `30s`, found {}",
+                                describe(self.input, &d)
+                            ),
+                        ));
                     };
-                    at = if sign > 0 { at.saturating_add(d) } else { at.saturating_sub(d) };
+                    at = if sign > 0 {
+                        at.saturating_add(d)
+                    } else {
+                        at.saturating_sub(d)
+                    };
                 }
                 Literal::Time(at)
             }
@@ -516,10 +654,21 @@ impl Parser<'_> {
 /// A [`ParseError`] pointing at the offending token.
 pub fn parse(input: &str, now: Timestamp) -> Result<Expr, ParseError> {
     if input.len() > MAX_QUERY_LEN {
-        return Err(ParseError::new(input, MAX_QUERY_LEN, 0, format!("query longer than {MAX_QUERY_LEN} bytes")));
+        return Err(ParseError::new(
+            input,
+            MAX_QUERY_LEN,
+            0,
+            format!("query longer than {MAX_QUERY_LEN} bytes"),
+        ));
     }
     let toks = lex(input)?;
-    let mut p = Parser { input, toks, pos: 0, now, depth: 0 };
+    let mut p = Parser {
+        input,
+        toks,
+        pos: 0,
+        now,
+        depth: 0,
+    };
     if p.peek().tok == Tok::Eof {
         return Err(p.expected("a filter"));
     }
@@ -560,8 +709,14 @@ mod tests {
 
     #[test]
     fn parses_the_issue_example() {
-        let e = parse(r#"type = "llm.response" and data.model = "gpt-4o" and time > now - 1h"#, NOW).unwrap();
-        let Expr::And(parts) = e else { panic!("not an and: {e:?}") };
+        let e = parse(
+            r#"type = "llm.response" and data.model = "gpt-4o" and time > now - 1h"#,
+            NOW,
+        )
+        .unwrap();
+        let Expr::And(parts) = e else {
+            panic!("not an and: {e:?}")
+        };
         assert_eq!(parts.len(), 3);
         assert_eq!(
             parts[2],
@@ -575,7 +730,11 @@ mod tests {
 
     #[test]
     fn precedence_and_in_and_not() {
-        let e = parse(r#"not type in ("a", "b") or data.n >= -2.5 and data.tags contains "x""#, NOW).unwrap();
+        let e = parse(
+            r#"not type in ("a", "b") or data.n >= -2.5 and data.tags contains "x""#,
+            NOW,
+        )
+        .unwrap();
         let Expr::Or(parts) = e else { panic!() };
         assert!(matches!(parts[0], Expr::Not(_)));
         assert!(matches!(parts[1], Expr::And(_)));
@@ -590,8 +749,16 @@ mod tests {
             ("type = ", 7, "expected a value, found end of query"),
             ("type = and", 7, "expected a value, found `and`"),
             ("typo = \"x\"", 0, "unknown field `typo`"),
-            ("type = \"x\" nand stream = \"s\"", 11, "expected `and`, `or` or end of query, found `nand`"),
-            ("position = \"x\"", 0, "`position` takes a non-negative integer"),
+            (
+                "type = \"x\" nand stream = \"s\"",
+                11,
+                "expected `and`, `or` or end of query, found `nand`",
+            ),
+            (
+                "position = \"x\"",
+                0,
+                "`position` takes a non-negative integer",
+            ),
             ("time > now - 1y", 14, "unknown duration unit"),
             ("(type = \"a\"", 11, "expected `)`"),
             ("data = 1", 0, "`data` needs a path"),

@@ -119,19 +119,22 @@ pub mod trace;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 
-pub use envelope::{AppendResult, EventId, ExpectedVersion, Link, NewEvent, Position, RecordedEvent, StreamId, Timestamp, TypedEvent};
+pub use envelope::{
+    AppendResult, EventId, ExpectedVersion, Link, NewEvent, Position, RecordedEvent, StreamId,
+    Timestamp, TypedEvent,
+};
 pub use error::Error;
 pub use memory::MemoryStore;
 pub use query::{Direction, Expr, Field, Literal, Page, Query};
 pub use schema::SchemaRegistry;
-pub use store::{Backend, EventStore, LinkDirection, MAX_BATCH, Retention, Subscription};
-pub use trace::{CausalChain, ChainEnd, TraceTree};
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use sql::sqlite::{SqliteConfig, SqliteStore};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use sql::postgres::{PostgresConfig, PostgresStore};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sql::sqlite::{SqliteConfig, SqliteStore};
+pub use store::{Backend, EventStore, LinkDirection, MAX_BATCH, Retention, Subscription};
+pub use trace::{CausalChain, ChainEnd, TraceTree};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
-use crate::envelope::{AppendResult, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
+use crate::envelope::{
+    AppendResult, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
+};
 use crate::error::Error;
 use crate::query::{Direction, Expr, Query};
 use crate::schema::SchemaRegistry;
@@ -89,7 +91,11 @@ pub(crate) fn decide(
     match idempotency(stream, events, existing, actual) {
         Ok(Some(done)) => Some(Ok(done)),
         Ok(None) if expected.matches(actual) => None,
-        Ok(None) => Some(Err(Error::WrongExpectedVersion { stream: stream.clone(), expected, actual })),
+        Ok(None) => Some(Err(Error::WrongExpectedVersion {
+            stream: stream.clone(),
+            expected,
+            actual,
+        })),
         Err(e) => Some(Err(e)),
     }
 }
@@ -107,10 +113,17 @@ fn idempotency(
     }
     let by_id: HashMap<EventId, &RecordedEvent> = existing.iter().map(|e| (e.id, e)).collect();
     let all_match = existing.len() == events.len()
-        && events.iter().all(|n| by_id.get(&n.id).is_some_and(|e| e.same_as(n, stream)))
-        && events.windows(2).all(|w| by_id[&w[0].id].stream_version + 1 == by_id[&w[1].id].stream_version);
+        && events
+            .iter()
+            .all(|n| by_id.get(&n.id).is_some_and(|e| e.same_as(n, stream)))
+        && events
+            .windows(2)
+            .all(|w| by_id[&w[0].id].stream_version + 1 == by_id[&w[1].id].stream_version);
     if !all_match {
-        let first = events.iter().find(|n| by_id.contains_key(&n.id)).map_or(existing[0].id, |n| n.id);
+        let first = events
+            .iter()
+            .find(|n| by_id.contains_key(&n.id))
+            .map_or(existing[0].id, |n| n.id);
         return Err(Error::DuplicateEvent { id: first });
     }
     let first = by_id[&events[0].id];
@@ -147,13 +160,24 @@ impl Backend for MemoryStore {
                 st.head += 1;
                 let pos = st.head;
                 for l in &e.links {
-                    st.incoming.entry(l.target).or_default().push((l.relation.clone(), e.id));
+                    st.incoming
+                        .entry(l.target)
+                        .or_default()
+                        .push((l.relation.clone(), e.id));
                 }
                 st.by_id.insert(e.id, pos);
-                st.events.insert(pos, RecordedEvent::from_new(e, stream.clone(), version, Position(pos)));
+                st.events.insert(
+                    pos,
+                    RecordedEvent::from_new(e, stream.clone(), version, Position(pos)),
+                );
             }
             st.streams.insert(stream.clone(), version);
-            AppendResult { stream_version: version, first_position: Position(first), last_position: Position(st.head), duplicate: false }
+            AppendResult {
+                stream_version: version,
+                first_position: Position(first),
+                last_position: Position(st.head),
+                duplicate: false,
+            }
         };
         crate::store::advance_head(&self.head_tx, result.last_position);
         Ok(result)
@@ -165,18 +189,35 @@ impl Backend for MemoryStore {
         Ok(match query.direction {
             Direction::Forward => {
                 let from = query.cursor.map_or(0, |c| c.get().saturating_add(1));
-                st.events.range(from..).map(|(_, e)| e).filter(keep).take(query.limit).cloned().collect()
+                st.events
+                    .range(from..)
+                    .map(|(_, e)| e)
+                    .filter(keep)
+                    .take(query.limit)
+                    .cloned()
+                    .collect()
             }
             Direction::Backward => {
                 let to = query.cursor.map_or(u64::MAX, Position::get);
-                st.events.range(..to).rev().map(|(_, e)| e).filter(keep).take(query.limit).cloned().collect()
+                st.events
+                    .range(..to)
+                    .rev()
+                    .map(|(_, e)| e)
+                    .filter(keep)
+                    .take(query.limit)
+                    .cloned()
+                    .collect()
             }
         })
     }
 
     async fn get_raw(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, Error> {
         let st = self.state.read();
-        Ok(ids.iter().filter_map(|id| st.by_id.get(id).and_then(|p| st.events.get(p))).cloned().collect())
+        Ok(ids
+            .iter()
+            .filter_map(|id| st.by_id.get(id).and_then(|p| st.events.get(p)))
+            .cloned()
+            .collect())
     }
 
     async fn links_raw(
@@ -191,15 +232,28 @@ impl Backend for MemoryStore {
                 .by_id
                 .get(&id)
                 .and_then(|p| st.events.get(p))
-                .map(|e| e.links.iter().map(|l| (l.relation.clone(), l.target)).collect())
+                .map(|e| {
+                    e.links
+                        .iter()
+                        .map(|l| (l.relation.clone(), l.target))
+                        .collect()
+                })
                 .unwrap_or_default(),
             LinkDirection::Incoming => st
                 .incoming
                 .get(&id)
-                .map(|v| v.iter().filter(|(_, src)| st.by_id.contains_key(src)).cloned().collect())
+                .map(|v| {
+                    v.iter()
+                        .filter(|(_, src)| st.by_id.contains_key(src))
+                        .cloned()
+                        .collect()
+                })
                 .unwrap_or_default(),
         };
-        Ok(all.into_iter().filter(|(r, _)| relation.is_none_or(|want| want == r)).collect())
+        Ok(all
+            .into_iter()
+            .filter(|(r, _)| relation.is_none_or(|want| want == r))
+            .collect())
     }
 
     async fn stream_version_raw(&self, stream: &StreamId) -> Result<u64, Error> {
@@ -208,8 +262,12 @@ impl Backend for MemoryStore {
 
     async fn prune_raw(&self, filter: &Expr) -> Result<u64, Error> {
         let mut st = self.state.write();
-        let doomed: Vec<(u64, EventId)> =
-            st.events.iter().filter(|(_, e)| filter.matches(e)).map(|(p, e)| (*p, e.id)).collect();
+        let doomed: Vec<(u64, EventId)> = st
+            .events
+            .iter()
+            .filter(|(_, e)| filter.matches(e))
+            .map(|(p, e)| (*p, e.id))
+            .collect();
         for (p, id) in &doomed {
             st.events.remove(p);
             st.by_id.remove(id);

@@ -81,9 +81,12 @@ impl Field {
     fn kind(&self) -> FieldKind {
         match self {
             Self::Id | Self::Causation => FieldKind::Id,
-            Self::Type | Self::Source | Self::Subject | Self::Stream | Self::Tenant | Self::Correlation => {
-                FieldKind::Text
-            }
+            Self::Type
+            | Self::Source
+            | Self::Subject
+            | Self::Stream
+            | Self::Tenant
+            | Self::Correlation => FieldKind::Text,
             Self::Time => FieldKind::Time,
             Self::Position | Self::Version | Self::SchemaVersion => FieldKind::Int,
             Self::Data(_) | Self::Metadata(_) => FieldKind::Json,
@@ -91,7 +94,10 @@ impl Field {
     }
 
     fn nullable(&self) -> bool {
-        matches!(self, Self::Subject | Self::Tenant | Self::Causation | Self::Data(_) | Self::Metadata(_))
+        matches!(
+            self,
+            Self::Subject | Self::Tenant | Self::Causation | Self::Data(_) | Self::Metadata(_)
+        )
     }
 }
 
@@ -147,7 +153,8 @@ impl JsonPath {
     /// When a key is empty or holds characters other than ASCII letters,
     /// digits, `_` and `-`, or an index is not a number.
     pub fn parse(path: &str) -> Result<Self, Error> {
-        let bad = |reason: &str| Error::InvalidQuery(format!("invalid json path `{path}`: {reason}"));
+        let bad =
+            |reason: &str| Error::InvalidQuery(format!("invalid json path `{path}`: {reason}"));
         let mut segs = Vec::new();
         for part in path.split('.') {
             let (key, mut rest) = match part.find('[') {
@@ -158,14 +165,19 @@ impl JsonPath {
                 return Err(bad("empty key"));
             }
             if !key.is_empty() {
-                if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                if !key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
                     return Err(bad("keys may hold only ASCII letters, digits, `_` and `-`"));
                 }
                 segs.push(PathSegment::Key(key.to_owned()));
             }
             while let Some(r) = rest.strip_prefix('[') {
                 let end = r.find(']').ok_or_else(|| bad("missing `]`"))?;
-                let idx = r[..end].parse::<usize>().map_err(|_| bad("index is not a number"))?;
+                let idx = r[..end]
+                    .parse::<usize>()
+                    .map_err(|_| bad("index is not a number"))?;
                 if idx > i32::MAX as usize {
                     return Err(bad("index too large"));
                 }
@@ -306,7 +318,6 @@ impl CmpOp {
             Self::Ge => ord != Less,
         }
     }
-
 }
 
 /// A filter over events. Construct with the helpers, combine with
@@ -353,7 +364,11 @@ macro_rules! cmp_method {
         #[doc = $doc]
         #[must_use]
         pub fn $name(self, value: impl Into<Literal>) -> Expr {
-            Expr::Cmp { field: self.0, op: CmpOp::$op, value: value.into() }
+            Expr::Cmp {
+                field: self.0,
+                op: CmpOp::$op,
+                value: value.into(),
+            }
         }
     };
 }
@@ -371,7 +386,10 @@ impl FieldRef {
     /// `field contains value`.
     #[must_use]
     pub fn contains(self, value: impl Into<Literal>) -> Expr {
-        Expr::Contains { field: self.0, value: value.into() }
+        Expr::Contains {
+            field: self.0,
+            value: value.into(),
+        }
     }
 
     /// `field exists`.
@@ -451,7 +469,10 @@ impl Expr {
     /// `time >= from and time < to`.
     #[must_use]
     pub fn time_range(from: Timestamp, to: Timestamp) -> Self {
-        Self::And(vec![FieldRef(Field::Time).ge(from), FieldRef(Field::Time).lt(to)])
+        Self::And(vec![
+            FieldRef(Field::Time).ge(from),
+            FieldRef(Field::Time).lt(to),
+        ])
     }
 
     /// Full-text search over the string values of `data`.
@@ -528,17 +549,25 @@ impl Expr {
                 if f.nullable() {
                     Ok(())
                 } else {
-                    bad(f, "is always present; `exists` applies to subject, tenant, causation and data/metadata paths")
+                    bad(
+                        f,
+                        "is always present; `exists` applies to subject, tenant, causation and data/metadata paths",
+                    )
                 }
             }
             Self::Contains { field, value } => match (field.kind(), value) {
                 (FieldKind::Json, Literal::Time(_)) => bad(field, "cannot contain a time"),
                 (FieldKind::Json, _) => Ok(()),
-                _ => bad(field, "is not a data or metadata path; `contains` applies to those"),
+                _ => bad(
+                    field,
+                    "is not a data or metadata path; `contains` applies to those",
+                ),
             },
             Self::Text(t) => {
                 if text_tokens(t).is_empty() {
-                    Err(Error::InvalidQuery("full-text search needs at least one word".to_owned()))
+                    Err(Error::InvalidQuery(
+                        "full-text search needs at least one word".to_owned(),
+                    ))
                 } else {
                     Ok(())
                 }
@@ -550,17 +579,29 @@ impl Expr {
                         if ordering {
                             return bad(field, "supports only `=` and `!=`");
                         }
-                        s.parse::<EventId>().map(|_| ()).or_else(|_| bad(field, "takes an event id (a UUID)"))
+                        s.parse::<EventId>()
+                            .map(|_| ())
+                            .or_else(|_| bad(field, "takes an event id (a UUID)"))
                     }
-                    (FieldKind::Text, Literal::Str(_)) | (FieldKind::Time, Literal::Time(_)) => Ok(()),
+                    (FieldKind::Text, Literal::Str(_)) | (FieldKind::Time, Literal::Time(_)) => {
+                        Ok(())
+                    }
                     (FieldKind::Int, Literal::Int(i)) if *i >= 0 => Ok(()),
                     (FieldKind::Json, Literal::Null | Literal::Bool(_)) if ordering => {
                         bad(field, "can only be ordered against a number or a string")
                     }
-                    (FieldKind::Json, Literal::Time(_)) => bad(field, "cannot be compared with a time; compare with a string"),
-                    (FieldKind::Json, Literal::Float(f)) if !f.is_finite() => bad(field, "needs a finite number"),
+                    (FieldKind::Json, Literal::Time(_)) => bad(
+                        field,
+                        "cannot be compared with a time; compare with a string",
+                    ),
+                    (FieldKind::Json, Literal::Float(f)) if !f.is_finite() => {
+                        bad(field, "needs a finite number")
+                    }
                     (FieldKind::Json, _) => Ok(()),
-                    (FieldKind::Time, _) => bad(field, "takes a time like `now - 1h` or \"2026-12-03T10:00:00Z\""),
+                    (FieldKind::Time, _) => bad(
+                        field,
+                        "takes a time like `now - 1h` or \"2026-12-03T10:00:00Z\"",
+                    ),
                     (FieldKind::Int, _) => bad(field, "takes a non-negative integer"),
                     _ => bad(field, "takes a string"),
                 }
@@ -585,7 +626,9 @@ impl Expr {
                 Field::Metadata(p) => event.metadata.as_ref().and_then(|m| p.resolve(m)).is_some(),
                 _ => true,
             },
-            Self::Contains { field, value } => json_of(field, event).is_some_and(|v| json_contains(v, value)),
+            Self::Contains { field, value } => {
+                json_of(field, event).is_some_and(|v| json_contains(v, value))
+            }
             Self::Text(t) => {
                 let want = text_tokens(t);
                 let mut have = std::collections::HashSet::new();
@@ -731,7 +774,12 @@ impl Query {
     /// Forward over events matching `filter`, 100 per page.
     #[must_use]
     pub fn new(filter: Expr) -> Self {
-        Self { filter, cursor: None, direction: Direction::Forward, limit: 100 }
+        Self {
+            filter,
+            cursor: None,
+            direction: Direction::Forward,
+            limit: 100,
+        }
     }
 
     /// Every event, forward.
@@ -775,7 +823,10 @@ impl Query {
     /// [`Error::InvalidQuery`].
     pub fn check(&self) -> Result<(), Error> {
         if self.limit == 0 || self.limit > MAX_LIMIT {
-            return Err(Error::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT}, got {}", self.limit)));
+            return Err(Error::InvalidQuery(format!(
+                "limit must be between 1 and {MAX_LIMIT}, got {}",
+                self.limit
+            )));
         }
         self.filter.check()
     }
@@ -797,7 +848,12 @@ mod tests {
     use serde_json::json;
 
     fn ev(data: Value) -> RecordedEvent {
-        RecordedEvent::from_new(NewEvent::new("t", data), StreamId::new("s").unwrap(), 1, Position(1))
+        RecordedEvent::from_new(
+            NewEvent::new("t", data),
+            StreamId::new("s").unwrap(),
+            1,
+            Position(1),
+        )
     }
 
     #[test]

@@ -85,7 +85,13 @@ impl fmt::Debug for SchemaRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
         for (t, e) in &self.types {
-            m.entry(t, &(e.schemas.keys().collect::<Vec<_>>(), e.upcasters.keys().collect::<Vec<_>>()));
+            m.entry(
+                t,
+                &(
+                    e.schemas.keys().collect::<Vec<_>>(),
+                    e.upcasters.keys().collect::<Vec<_>>(),
+                ),
+            );
         }
         m.finish()
     }
@@ -111,7 +117,12 @@ impl SchemaRegistry {
     ///
     /// # Errors
     /// When the schema uses an unsupported keyword or a keyword has a wrong value.
-    pub fn register_schema(&mut self, event_type: &str, version: u32, schema: &Value) -> Result<&mut Self, SchemaError> {
+    pub fn register_schema(
+        &mut self,
+        event_type: &str,
+        version: u32,
+        schema: &Value,
+    ) -> Result<&mut Self, SchemaError> {
         let node = compile(schema, "").map_err(|(path, message)| SchemaError {
             event_type: event_type.to_owned(),
             version,
@@ -126,7 +137,11 @@ impl SchemaRegistry {
                 message: "versions start at 1".to_owned(),
             });
         }
-        self.types.entry(event_type.to_owned()).or_default().schemas.insert(version, node);
+        self.types
+            .entry(event_type.to_owned())
+            .or_default()
+            .schemas
+            .insert(version, node);
         Ok(self)
     }
 
@@ -138,14 +153,23 @@ impl SchemaRegistry {
         from_version: u32,
         upcast: impl Fn(Value) -> Result<Value, String> + Send + Sync + 'static,
     ) -> &mut Self {
-        self.types.entry(event_type.to_owned()).or_default().upcasters.insert(from_version, Arc::new(upcast));
+        self.types
+            .entry(event_type.to_owned())
+            .or_default()
+            .upcasters
+            .insert(from_version, Arc::new(upcast));
         self
     }
 
     /// The newest version with a schema for `event_type`.
     #[must_use]
     pub fn latest_version(&self, event_type: &str) -> Option<u32> {
-        self.types.get(event_type)?.schemas.keys().next_back().copied()
+        self.types
+            .get(event_type)?
+            .schemas
+            .keys()
+            .next_back()
+            .copied()
     }
 
     /// Checks `event`'s data against its type's schema for its version.
@@ -159,9 +183,16 @@ impl SchemaRegistry {
             path,
             message,
         };
-        let Some(entry) = self.types.get(&event.event_type).filter(|e| !e.schemas.is_empty()) else {
+        let Some(entry) = self
+            .types
+            .get(&event.event_type)
+            .filter(|e| !e.schemas.is_empty())
+        else {
             if self.strict {
-                return Err(violation(String::new(), "no schema is registered for this type (strict registry)".to_owned()));
+                return Err(violation(
+                    String::new(),
+                    "no schema is registered for this type (strict registry)".to_owned(),
+                ));
             }
             return Ok(());
         };
@@ -169,11 +200,15 @@ impl SchemaRegistry {
             let known: Vec<String> = entry.schemas.keys().map(u32::to_string).collect();
             return Err(violation(
                 String::new(),
-                format!("no schema for this version; registered versions: {}", known.join(", ")),
+                format!(
+                    "no schema for this version; registered versions: {}",
+                    known.join(", ")
+                ),
             ));
         };
         let mut path = String::new();
-        node.validate(&event.data, &mut path).map_err(|(p, m)| violation(p, m))
+        node.validate(&event.data, &mut path)
+            .map_err(|(p, m)| violation(p, m))
     }
 
     /// Upcasts `event` in place to the newest version reachable by upcasters.
@@ -230,7 +265,9 @@ impl JsonType {
             | (Self::String, Value::String(_))
             | (Self::Array, Value::Array(_))
             | (Self::Object, Value::Object(_)) => true,
-            (Self::Integer, Value::Number(n)) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0),
+            (Self::Integer, Value::Number(n)) => {
+                n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
+            }
             _ => false,
         }
     }
@@ -293,24 +330,45 @@ fn escape_pointer(key: &str) -> String {
 fn compile(schema: &Value, at: &str) -> Result<Node, Fail> {
     let obj = match schema {
         Value::Bool(true) => return Ok(Node::default()),
-        Value::Bool(false) => return Ok(Node { never: true, ..Node::default() }),
+        Value::Bool(false) => {
+            return Ok(Node {
+                never: true,
+                ..Node::default()
+            });
+        }
         Value::Object(o) => o,
-        _ => return Err((at.to_owned(), "a schema must be an object or a boolean".to_owned())),
+        _ => {
+            return Err((
+                at.to_owned(),
+                "a schema must be an object or a boolean".to_owned(),
+            ));
+        }
     };
     let mut n = Node::default();
     let here = |k: &str| format!("{at}/{}", escape_pointer(k));
-    let num = |k: &str, v: &Value| v.as_f64().ok_or_else(|| (here(k), "must be a number".to_owned()));
+    let num = |k: &str, v: &Value| {
+        v.as_f64()
+            .ok_or_else(|| (here(k), "must be a number".to_owned()))
+    };
     let count = |k: &str, v: &Value| {
-        v.as_u64().and_then(|u| usize::try_from(u).ok()).ok_or_else(|| (here(k), "must be a non-negative integer".to_owned()))
+        v.as_u64()
+            .and_then(|u| usize::try_from(u).ok())
+            .ok_or_else(|| (here(k), "must be a non-negative integer".to_owned()))
     };
     let list = |k: &str, v: &Value| -> Result<Vec<Node>, Fail> {
-        let arr = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| (here(k), "must be a non-empty array of schemas".to_owned()))?;
-        arr.iter().enumerate().map(|(i, s)| compile(s, &format!("{}/{i}", here(k)))).collect()
+        let arr = v
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| (here(k), "must be a non-empty array of schemas".to_owned()))?;
+        arr.iter()
+            .enumerate()
+            .map(|(i, s)| compile(s, &format!("{}/{i}", here(k))))
+            .collect()
     };
     for (k, v) in obj {
         match k.as_str() {
-            "$schema" | "$id" | "title" | "description" | "default" | "examples" | "$comment" | "format"
-            | "deprecated" | "readOnly" | "writeOnly" => {}
+            "$schema" | "$id" | "title" | "description" | "default" | "examples" | "$comment"
+            | "format" | "deprecated" | "readOnly" | "writeOnly" => {}
             "type" => {
                 let names: Vec<&Value> = match v {
                     Value::Array(a) => a.iter().collect(),
@@ -326,20 +384,37 @@ fn compile(schema: &Value, at: &str) -> Result<Node, Fail> {
                 n.types = Some(ts);
             }
             "properties" => {
-                let props = v.as_object().ok_or_else(|| (here(k), "must be an object".to_owned()))?;
+                let props = v
+                    .as_object()
+                    .ok_or_else(|| (here(k), "must be an object".to_owned()))?;
                 for (name, s) in props {
-                    n.properties.push((name.clone(), compile(s, &format!("{}/{}", here(k), escape_pointer(name)))?));
+                    n.properties.push((
+                        name.clone(),
+                        compile(s, &format!("{}/{}", here(k), escape_pointer(name)))?,
+                    ));
                 }
             }
             "required" => {
-                let arr = v.as_array().ok_or_else(|| (here(k), "must be an array of strings".to_owned()))?;
+                let arr = v
+                    .as_array()
+                    .ok_or_else(|| (here(k), "must be an array of strings".to_owned()))?;
                 for r in arr {
-                    n.required.push(r.as_str().ok_or_else(|| (here(k), "must be an array of strings".to_owned()))?.to_owned());
+                    n.required.push(
+                        r.as_str()
+                            .ok_or_else(|| (here(k), "must be an array of strings".to_owned()))?
+                            .to_owned(),
+                    );
                 }
             }
             "additionalProperties" => n.additional = Some(Box::new(compile(v, &here(k))?)),
             "items" => n.items = Some(Box::new(compile(v, &here(k))?)),
-            "enum" => n.enumeration = Some(v.as_array().ok_or_else(|| (here(k), "must be an array".to_owned()))?.clone()),
+            "enum" => {
+                n.enumeration = Some(
+                    v.as_array()
+                        .ok_or_else(|| (here(k), "must be an array".to_owned()))?
+                        .clone(),
+                )
+            }
             "const" => n.constant = Some(v.clone()),
             "minimum" => n.minimum = Some(num(k, v)?),
             "maximum" => n.maximum = Some(num(k, v)?),
@@ -356,7 +431,9 @@ fn compile(schema: &Value, at: &str) -> Result<Node, Fail> {
             other => {
                 return Err((
                     here(other),
-                    format!("unsupported keyword `{other}` (the validator rejects keywords it would not enforce)"),
+                    format!(
+                        "unsupported keyword `{other}` (the validator rejects keywords it would not enforce)"
+                    ),
                 ));
             }
         }
@@ -367,9 +444,13 @@ fn compile(schema: &Value, at: &str) -> Result<Node, Fail> {
 fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
     }
@@ -385,7 +466,10 @@ impl Node {
             && !ts.iter().any(|t| t.admits(v))
         {
             let names: Vec<&str> = ts.iter().map(|t| t.name()).collect();
-            return fail(path, format!("expected {}, found {}", names.join(" or "), type_of(v)));
+            return fail(
+                path,
+                format!("expected {}, found {}", names.join(" or "), type_of(v)),
+            );
         }
         if let Some(c) = &self.constant
             && !json_equal(c, v)
@@ -401,10 +485,26 @@ impl Node {
             Value::Number(num) => {
                 let x = num.as_f64().unwrap_or(f64::NAN);
                 let checks = [
-                    (self.minimum, x >= self.minimum.unwrap_or(f64::MIN), "at least"),
-                    (self.maximum, x <= self.maximum.unwrap_or(f64::MAX), "at most"),
-                    (self.exclusive_minimum, x > self.exclusive_minimum.unwrap_or(f64::MIN), "greater than"),
-                    (self.exclusive_maximum, x < self.exclusive_maximum.unwrap_or(f64::MAX), "less than"),
+                    (
+                        self.minimum,
+                        x >= self.minimum.unwrap_or(f64::MIN),
+                        "at least",
+                    ),
+                    (
+                        self.maximum,
+                        x <= self.maximum.unwrap_or(f64::MAX),
+                        "at most",
+                    ),
+                    (
+                        self.exclusive_minimum,
+                        x > self.exclusive_minimum.unwrap_or(f64::MIN),
+                        "greater than",
+                    ),
+                    (
+                        self.exclusive_maximum,
+                        x < self.exclusive_maximum.unwrap_or(f64::MAX),
+                        "less than",
+                    ),
                 ];
                 for (bound, ok, word) in checks {
                     if let Some(b) = bound
@@ -453,13 +553,25 @@ impl Node {
         for s in &self.all_of {
             s.validate(v, path)?;
         }
-        if !self.any_of.is_empty() && !self.any_of.iter().any(|s| s.validate(v, &mut path.clone()).is_ok()) {
+        if !self.any_of.is_empty()
+            && !self
+                .any_of
+                .iter()
+                .any(|s| s.validate(v, &mut path.clone()).is_ok())
+        {
             return fail(path, "matches none of the `anyOf` schemas".to_owned());
         }
         if !self.one_of.is_empty() {
-            let n = self.one_of.iter().filter(|s| s.validate(v, &mut path.clone()).is_ok()).count();
+            let n = self
+                .one_of
+                .iter()
+                .filter(|s| s.validate(v, &mut path.clone()).is_ok())
+                .count();
             if n != 1 {
-                return fail(path, format!("must match exactly one `oneOf` schema, matches {n}"));
+                return fail(
+                    path,
+                    format!("must match exactly one `oneOf` schema, matches {n}"),
+                );
             }
         }
         if let Some(s) = &self.not
@@ -473,7 +585,10 @@ impl Node {
     fn validate_object(&self, map: &Map<String, Value>, path: &mut String) -> Result<(), Fail> {
         for r in &self.required {
             if !map.contains_key(r) {
-                return Err((format!("{path}/{}", escape_pointer(r)), "is required".to_owned()));
+                return Err((
+                    format!("{path}/{}", escape_pointer(r)),
+                    "is required".to_owned(),
+                ));
             }
         }
         for (k, v) in map {
@@ -531,10 +646,24 @@ mod tests {
         assert!(check(&r, json!({"a": 1, "tags": ["ab"], "kind": "x", "o": null})).is_ok());
         assert_eq!(check(&r, json!({})).unwrap_err().path, "/a");
         assert_eq!(check(&r, json!({"a": -1})).unwrap_err().path, "/a");
-        assert_eq!(check(&r, json!({"a": 1.5})).unwrap_err().message, "expected integer, found number");
-        assert_eq!(check(&r, json!({"a": 1, "tags": ["ok", "toolong"]})).unwrap_err().path, "/tags/1");
-        assert_eq!(check(&r, json!({"a": 1, "zzz": 1})).unwrap_err().path, "/zzz");
-        assert_eq!(check(&r, json!({"a": 1, "kind": "q"})).unwrap_err().path, "/kind");
+        assert_eq!(
+            check(&r, json!({"a": 1.5})).unwrap_err().message,
+            "expected integer, found number"
+        );
+        assert_eq!(
+            check(&r, json!({"a": 1, "tags": ["ok", "toolong"]}))
+                .unwrap_err()
+                .path,
+            "/tags/1"
+        );
+        assert_eq!(
+            check(&r, json!({"a": 1, "zzz": 1})).unwrap_err().path,
+            "/zzz"
+        );
+        assert_eq!(
+            check(&r, json!({"a": 1, "kind": "q"})).unwrap_err().path,
+            "/kind"
+        );
         assert_eq!(check(&r, json!({"a": 1, "o": 3})).unwrap_err().path, "/o");
         assert_eq!(check(&r, json!([])).unwrap_err().path, "");
     }
@@ -542,7 +671,9 @@ mod tests {
     #[test]
     fn unknown_versions_and_strict_mode() {
         let r = registry();
-        let e = r.check(&NewEvent::new("t", json!({"a": 1})).with_schema_version(2)).unwrap_err();
+        let e = r
+            .check(&NewEvent::new("t", json!({"a": 1})).with_schema_version(2))
+            .unwrap_err();
         assert!(e.message.contains("registered versions: 1"));
         assert!(r.check(&NewEvent::new("other", json!(1))).is_ok());
         let strict = SchemaRegistry::new().with_strict(true);
@@ -552,7 +683,9 @@ mod tests {
     #[test]
     fn unsupported_keywords_are_rejected_at_registration() {
         let mut r = SchemaRegistry::new();
-        let e = r.register_schema("t", 1, &json!({"properties": {"a": {"pattern": "^x"}}})).unwrap_err();
+        let e = r
+            .register_schema("t", 1, &json!({"properties": {"a": {"pattern": "^x"}}}))
+            .unwrap_err();
         assert_eq!(e.path, "/properties/a/pattern");
         assert!(r.register_schema("t", 1, &json!({"minimum": "x"})).is_err());
         assert!(r.register_schema("t", 1, &json!(3)).is_err());
@@ -565,12 +698,28 @@ mod tests {
             v["b"] = v["a"].clone();
             Ok(v)
         });
-        r.register_upcaster("t", 2, |v| if v["b"].is_null() { Err("no b".into()) } else { Ok(json!({"c": v["b"]})) });
-        let mut e = RecordedEvent::from_new(NewEvent::new("t", json!({"a": 7})), StreamId::new("s").unwrap(), 1, Position(1));
+        r.register_upcaster("t", 2, |v| {
+            if v["b"].is_null() {
+                Err("no b".into())
+            } else {
+                Ok(json!({"c": v["b"]}))
+            }
+        });
+        let mut e = RecordedEvent::from_new(
+            NewEvent::new("t", json!({"a": 7})),
+            StreamId::new("s").unwrap(),
+            1,
+            Position(1),
+        );
         r.upcast(&mut e).unwrap();
         assert_eq!(e.schema_version, 3);
         assert_eq!(e.data, json!({"c": 7}));
-        let mut bad = RecordedEvent::from_new(NewEvent::new("t", json!({})), StreamId::new("s").unwrap(), 1, Position(1));
+        let mut bad = RecordedEvent::from_new(
+            NewEvent::new("t", json!({})),
+            StreamId::new("s").unwrap(),
+            1,
+            Position(1),
+        );
         assert!(r.upcast(&mut bad).is_err());
     }
 }

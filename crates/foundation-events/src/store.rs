@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::envelope::{AppendResult, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, Timestamp};
+use crate::envelope::{
+    AppendResult, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, Timestamp,
+};
 use crate::error::{Error, InvalidEvent};
 use crate::query::{Direction, Expr, Field, Page, Query};
 use crate::schema::SchemaRegistry;
@@ -39,7 +41,10 @@ impl Retention {
     /// Events older than `t`.
     #[must_use]
     pub fn older_than(t: Timestamp) -> Self {
-        Self { before: Some(t), types: None }
+        Self {
+            before: Some(t),
+            types: None,
+        }
     }
 
     /// Restricts pruning to `types`.
@@ -56,12 +61,16 @@ impl Retention {
         }
         if let Some(types) = &self.types {
             if types.is_empty() {
-                return Err(Error::InvalidQuery("retention `types` must not be empty".to_owned()));
+                return Err(Error::InvalidQuery(
+                    "retention `types` must not be empty".to_owned(),
+                ));
             }
             e = e.and(Expr::event_types(types.iter().cloned()));
         }
         if e == Expr::True {
-            return Err(Error::InvalidQuery("retention needs `before` or `types`".to_owned()));
+            return Err(Error::InvalidQuery(
+                "retention needs `before` or `types`".to_owned(),
+            ));
         }
         Ok(e)
     }
@@ -87,10 +96,16 @@ pub trait Backend: Send + Sync {
     ) -> impl Future<Output = Result<AppendResult, Error>> + Send;
 
     /// Runs a checked query, without upcasting.
-    fn query_raw(&self, query: &Query) -> impl Future<Output = Result<Vec<RecordedEvent>, Error>> + Send;
+    fn query_raw(
+        &self,
+        query: &Query,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, Error>> + Send;
 
     /// Loads events by id, without upcasting (missing ids are skipped).
-    fn get_raw(&self, ids: &[EventId]) -> impl Future<Output = Result<Vec<RecordedEvent>, Error>> + Send;
+    fn get_raw(
+        &self,
+        ids: &[EventId],
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, Error>> + Send;
 
     /// Ids linked to/from `id`, with their relation.
     fn links_raw(
@@ -101,7 +116,10 @@ pub trait Backend: Send + Sync {
     ) -> impl Future<Output = Result<Vec<(String, EventId)>, Error>> + Send;
 
     /// The stream's version (0 = no stream); pruning does not lower it.
-    fn stream_version_raw(&self, stream: &StreamId) -> impl Future<Output = Result<u64, Error>> + Send;
+    fn stream_version_raw(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<u64, Error>> + Send;
 
     /// Deletes matching events; returns how many.
     fn prune_raw(&self, filter: &Expr) -> impl Future<Output = Result<u64, Error>> + Send;
@@ -141,7 +159,8 @@ pub trait EventStore: Backend {
     ) -> impl Future<Output = Result<AppendResult, Error>> + Send {
         async move {
             if let Err(e) = check_batch(&events, self.registry()) {
-                metrics::counter!("foundation_events_appends_total", "outcome" => "invalid").increment(1);
+                metrics::counter!("foundation_events_appends_total", "outcome" => "invalid")
+                    .increment(1);
                 return Err(e);
             }
             let n = events.len();
@@ -155,7 +174,8 @@ pub trait EventStore: Backend {
                 Err(_) => "error",
             };
             metrics::counter!("foundation_events_appends_total", "outcome" => outcome).increment(1);
-            metrics::histogram!("foundation_events_append_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("foundation_events_append_seconds")
+                .record(started.elapsed().as_secs_f64());
             if outcome == "ok" {
                 metrics::counter!("foundation_events_appended_events_total").increment(n as u64);
             }
@@ -169,7 +189,9 @@ pub trait EventStore: Backend {
                     duplicate = r.duplicate,
                     "appended"
                 ),
-                Err(e) => tracing::debug!(stream = %stream, events = n, error = %e, "append refused"),
+                Err(e) => {
+                    tracing::debug!(stream = %stream, events = n, error = %e, "append refused")
+                }
             }
             result
         }
@@ -201,7 +223,9 @@ pub trait EventStore: Backend {
             query.check()?;
             let mut events = self.query_raw(query).await?;
             self.upcast_all(&mut events)?;
-            let next = (events.len() == query.limit).then(|| events.last().map(|e| e.position)).flatten();
+            let next = (events.len() == query.limit)
+                .then(|| events.last().map(|e| e.position))
+                .flatten();
             Ok(Page { events, next })
         }
     }
@@ -211,7 +235,10 @@ pub trait EventStore: Backend {
     ///
     /// # Errors
     /// As [`query`](Self::query).
-    fn query_all(&self, filter: Expr) -> impl Future<Output = Result<Vec<RecordedEvent>, Error>> + Send {
+    fn query_all(
+        &self,
+        filter: Expr,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, Error>> + Send {
         async move {
             let mut q = Query::new(filter).with_limit(crate::query::MAX_LIMIT);
             let mut out = Vec::new();
@@ -237,9 +264,13 @@ pub trait EventStore: Backend {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, Error>> + Send {
         async move {
-            let v = i64::try_from(after_version).map_err(|_| Error::InvalidQuery("version too large".to_owned()))?;
+            let v = i64::try_from(after_version)
+                .map_err(|_| Error::InvalidQuery("version too large".to_owned()))?;
             let filter = Expr::stream(stream.as_str()).and(Expr::field(Field::Version).gt(v));
-            Ok(self.query(&Query::new(filter).with_limit(limit)).await?.events)
+            Ok(self
+                .query(&Query::new(filter).with_limit(limit))
+                .await?
+                .events)
         }
     }
 
@@ -247,7 +278,10 @@ pub trait EventStore: Backend {
     ///
     /// # Errors
     /// [`Error::Backend`], [`Error::Decode`].
-    fn get(&self, id: EventId) -> impl Future<Output = Result<Option<RecordedEvent>, Error>> + Send {
+    fn get(
+        &self,
+        id: EventId,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>, Error>> + Send {
         async move {
             let mut found = self.get_raw(&[id]).await?;
             self.upcast_all(&mut found)?;
@@ -286,8 +320,15 @@ pub trait EventStore: Backend {
     ///
     /// # Errors
     /// As [`query`](Self::query).
-    fn trace_tree(&self, correlation_id: &str) -> impl Future<Output = Result<TraceTree, Error>> + Send {
-        async move { Ok(TraceTree::build(self.query_all(Expr::correlation(correlation_id)).await?)) }
+    fn trace_tree(
+        &self,
+        correlation_id: &str,
+    ) -> impl Future<Output = Result<TraceTree, Error>> + Send {
+        async move {
+            Ok(TraceTree::build(
+                self.query_all(Expr::correlation(correlation_id)).await?,
+            ))
+        }
     }
 
     /// The chain from `id` back to its root cause (one id lookup per step),
@@ -295,21 +336,37 @@ pub trait EventStore: Backend {
     ///
     /// # Errors
     /// As [`get`](Self::get).
-    fn causal_chain(&self, id: EventId) -> impl Future<Output = Result<Option<CausalChain>, Error>> + Send {
+    fn causal_chain(
+        &self,
+        id: EventId,
+    ) -> impl Future<Output = Result<Option<CausalChain>, Error>> + Send {
         async move {
-            let Some(first) = self.get(id).await? else { return Ok(None) };
+            let Some(first) = self.get(id).await? else {
+                return Ok(None);
+            };
             let mut seen = HashSet::from([first.id]);
             let mut events = vec![first];
             loop {
                 let Some(cause) = events.last().and_then(|e| e.causation_id) else {
-                    return Ok(Some(CausalChain { events, end: ChainEnd::Root }));
+                    return Ok(Some(CausalChain {
+                        events,
+                        end: ChainEnd::Root,
+                    }));
                 };
                 if !seen.insert(cause) {
-                    return Ok(Some(CausalChain { events, end: ChainEnd::Cycle(cause) }));
+                    return Ok(Some(CausalChain {
+                        events,
+                        end: ChainEnd::Cycle(cause),
+                    }));
                 }
                 match self.get(cause).await? {
                     Some(e) => events.push(e),
-                    None => return Ok(Some(CausalChain { events, end: ChainEnd::MissingCause(cause) })),
+                    None => {
+                        return Ok(Some(CausalChain {
+                            events,
+                            end: ChainEnd::MissingCause(cause),
+                        }));
+                    }
                 }
             }
         }
@@ -333,7 +390,12 @@ pub trait EventStore: Backend {
     ///
     /// # Errors
     /// [`Error::InvalidQuery`] for a bad filter or batch size.
-    fn subscribe(&self, filter: Expr, checkpoint: Position, batch: usize) -> Result<Subscription<Self>, Error>
+    fn subscribe(
+        &self,
+        filter: Expr,
+        checkpoint: Position,
+        batch: usize,
+    ) -> Result<Subscription<Self>, Error>
     where
         Self: Clone + Sized,
     {
@@ -374,18 +436,32 @@ pub(crate) fn advance_head(head: &watch::Sender<Position>, to: Position) {
     });
 }
 
-pub(crate) fn check_batch(events: &[NewEvent], registry: Option<&SchemaRegistry>) -> Result<(), Error> {
+pub(crate) fn check_batch(
+    events: &[NewEvent],
+    registry: Option<&SchemaRegistry>,
+) -> Result<(), Error> {
     if events.is_empty() {
-        return Err(Error::InvalidBatch("a batch needs at least one event".to_owned()));
+        return Err(Error::InvalidBatch(
+            "a batch needs at least one event".to_owned(),
+        ));
     }
     if events.len() > MAX_BATCH {
-        return Err(Error::InvalidBatch(format!("a batch holds at most {MAX_BATCH} events, got {}", events.len())));
+        return Err(Error::InvalidBatch(format!(
+            "a batch holds at most {MAX_BATCH} events, got {}",
+            events.len()
+        )));
     }
     let mut ids = HashSet::with_capacity(events.len());
     for (index, e) in events.iter().enumerate() {
         e.validate().map_err(|err| InvalidEvent { index, ..err })?;
         if !ids.insert(e.id) {
-            return Err(InvalidEvent { index, id: e.id, field: "id", reason: "appears twice in the batch".to_owned() }.into());
+            return Err(InvalidEvent {
+                index,
+                id: e.id,
+                field: "id",
+                reason: "appears twice in the batch".to_owned(),
+            }
+            .into());
         }
         if let Some(r) = registry {
             r.check(e)?;
@@ -428,7 +504,12 @@ impl<S: EventStore + Clone> Subscription<S> {
             // Mark the current head as seen *before* reading, so an append
             // committed after the read wakes us.
             self.head.borrow_and_update();
-            let q = Query { filter: self.filter.clone(), cursor: Some(self.checkpoint), direction: Direction::Forward, limit: self.batch };
+            let q = Query {
+                filter: self.filter.clone(),
+                cursor: Some(self.checkpoint),
+                direction: Direction::Forward,
+                limit: self.batch,
+            };
             let page = self.store.query(&q).await?;
             if !page.events.is_empty() {
                 self.buffer.extend(page.events);

@@ -32,9 +32,12 @@ impl TraceTree {
         events.sort_by_key(|e| (e.time, e.position));
         let mut seen = HashSet::new();
         events.retain(|e| seen.insert(e.id));
-        let index: HashMap<EventId, usize> = events.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
-        let parent: Vec<Option<usize>> =
-            events.iter().map(|e| e.causation_id.and_then(|c| index.get(&c).copied())).collect();
+        let index: HashMap<EventId, usize> =
+            events.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
+        let parent: Vec<Option<usize>> = events
+            .iter()
+            .map(|e| e.causation_id.and_then(|c| index.get(&c).copied()))
+            .collect();
         let mut orphans = Vec::new();
         let mut roots = Vec::new();
         let mut children = vec![Vec::new(); events.len()];
@@ -87,7 +90,9 @@ impl TraceTree {
                 m = parent[x];
             }
             // Break the cycle at its earliest event: it becomes a root.
-            let Some(&first) = cycle.iter().min() else { continue };
+            let Some(&first) = cycle.iter().min() else {
+                continue;
+            };
             if let Some(p) = parent[first] {
                 children[p].retain(|&c| c != first);
             }
@@ -97,7 +102,13 @@ impl TraceTree {
             mark(first, &mut reached, &children);
         }
         roots.sort_unstable();
-        Self { events, children, roots, orphans, cycles }
+        Self {
+            events,
+            children,
+            roots,
+            orphans,
+            cycles,
+        }
     }
 
     /// Number of events.
@@ -205,7 +216,9 @@ mod tests {
     use serde_json::json;
 
     fn ev(n: u64, id: EventId, cause: Option<EventId>) -> RecordedEvent {
-        let mut e = NewEvent::new(format!("e{n}"), json!({})).with_id(id).with_time(Timestamp::from_micros(n as i64));
+        let mut e = NewEvent::new(format!("e{n}"), json!({}))
+            .with_id(id)
+            .with_time(Timestamp::from_micros(n as i64));
         e.causation_id = cause;
         RecordedEvent::from_new(e, StreamId::new("s").unwrap(), n, Position(n))
     }
@@ -227,7 +240,10 @@ mod tests {
         assert_eq!(t.len(), 7);
         assert_eq!(t.orphans(), &[ids[5]]);
         assert_eq!(t.cycles().len(), 1);
-        let order: Vec<String> = t.walk().map(|(d, e)| format!("{d}{}", e.event_type)).collect();
+        let order: Vec<String> = t
+            .walk()
+            .map(|(d, e)| format!("{d}{}", e.event_type))
+            .collect();
         assert_eq!(order, ["0e0", "1e1", "2e3", "1e2", "0e5", "0e6", "1e7"]);
         assert!(t.render().contains("(orphan: cause missing)"));
     }
@@ -285,7 +301,9 @@ mod tests {
     #[test]
     fn deep_chain_does_not_overflow() {
         let ids: Vec<EventId> = (0..50_000).map(|_| EventId::new()).collect();
-        let events = (0..50_000).map(|i| ev(i as u64, ids[i], i.checked_sub(1).map(|p| ids[p]))).collect();
+        let events = (0..50_000)
+            .map(|i| ev(i as u64, ids[i], i.checked_sub(1).map(|p| ids[p])))
+            .collect();
         let t = TraceTree::build(events);
         assert_eq!(t.walk().last().map(|(d, _)| d), Some(49_999));
     }

@@ -5,7 +5,11 @@
 //! `FOUNDATION_EVENTS_CRASH_CHILD` set), waits until it is appending large
 //! batches, kills it with SIGKILL and checks the log.
 #![cfg(any(feature = "sqlite", feature = "postgres"))]
-#![allow(clippy::unwrap_used, clippy::print_stdout, reason = "the child reports readiness on stdout; tests fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    reason = "the child reports readiness on stdout; tests fail loudly"
+)]
 mod support;
 
 use std::io::{BufRead, BufReader};
@@ -19,7 +23,11 @@ const BATCH: usize = 2_000;
 const ENV: &str = "FOUNDATION_EVENTS_CRASH_CHILD";
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn write_forever<S: EventStore>(store: S) {
@@ -29,7 +37,10 @@ async fn write_forever<S: EventStore>(store: S) {
         let batch: Vec<NewEvent> = (0..BATCH)
             .map(|i| NewEvent::new("crash.test", json!({"batch": n, "i": i, "pad": "x".repeat(400), "words": "killed mid batch"})))
             .collect();
-        store.append(&support::stream("crash"), ExpectedVersion::Any, batch).await.unwrap();
+        store
+            .append(&support::stream("crash"), ExpectedVersion::Any, batch)
+            .await
+            .unwrap();
     }
 }
 
@@ -37,17 +48,25 @@ async fn write_forever<S: EventStore>(store: S) {
 /// unless `FOUNDATION_EVENTS_CRASH_CHILD` is set.
 #[test]
 fn crash_child_helper() {
-    let Ok(target) = std::env::var(ENV) else { return };
+    let Ok(target) = std::env::var(ENV) else {
+        return;
+    };
     runtime().block_on(async {
         if let Some(path) = target.strip_prefix("sqlite:") {
             #[cfg(feature = "sqlite")]
-            write_forever(foundation_events::SqliteStore::open(foundation_events::SqliteConfig::new(path)).await.unwrap()).await;
+            write_forever(
+                foundation_events::SqliteStore::open(foundation_events::SqliteConfig::new(path))
+                    .await
+                    .unwrap(),
+            )
+            .await;
             let _ = path;
         } else if let Some(schema) = target.strip_prefix("postgres:") {
             #[cfg(feature = "postgres")]
             write_forever(
                 foundation_events::PostgresStore::connect(
-                    foundation_events::PostgresConfig::new(support::postgres_url()).with_schema(schema),
+                    foundation_events::PostgresConfig::new(support::postgres_url())
+                        .with_schema(schema),
                 )
                 .await
                 .unwrap(),
@@ -61,7 +80,14 @@ fn crash_child_helper() {
 /// Runs the child against `target`, kills it after `delay`, returns whether it died by SIGKILL.
 fn run_and_kill(target: &str, delay: Duration) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child_helper", "--exact", "--nocapture", "--include-ignored", "--test-threads", "1"])
+        .args([
+            "crash_child_helper",
+            "--exact",
+            "--nocapture",
+            "--include-ignored",
+            "--test-threads",
+            "1",
+        ])
         .env(ENV, target)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -87,19 +113,39 @@ async fn check_all_or_nothing<S: EventStore>(store: &S) -> usize {
     let events = store.query_all(Expr::stream("crash")).await.unwrap();
     let n = events.len();
     assert_eq!(n % BATCH, 0, "a partial batch is visible: {n} events");
-    assert_eq!(store.stream_version(&support::stream("crash")).await.unwrap(), n as u64);
+    assert_eq!(
+        store
+            .stream_version(&support::stream("crash"))
+            .await
+            .unwrap(),
+        n as u64
+    );
     // Every batch is whole and occupies consecutive positions.
-    let mut batches: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
+    let mut batches: std::collections::BTreeMap<String, Vec<u64>> =
+        std::collections::BTreeMap::new();
     for e in &events {
-        batches.entry(e.data["batch"].as_str().unwrap().to_owned()).or_default().push(e.position.get());
+        batches
+            .entry(e.data["batch"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(e.position.get());
     }
     for positions in batches.values() {
         assert_eq!(positions.len(), BATCH);
-        assert!(positions.windows(2).all(|w| w[1] == w[0] + 1), "a batch has gaps");
+        assert!(
+            positions.windows(2).all(|w| w[1] == w[0] + 1),
+            "a batch has gaps"
+        );
     }
     assert!(store.head().await.unwrap().get() >= events.last().map_or(0, |e| e.position.get()));
     // The store is still writable after the crash.
-    store.append(&support::stream("after-crash"), ExpectedVersion::Any, vec![NewEvent::new("after", json!({}))]).await.unwrap();
+    store
+        .append(
+            &support::stream("after-crash"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new("after", json!({}))],
+        )
+        .await
+        .unwrap();
     n
 }
 
@@ -109,9 +155,15 @@ fn sqlite_kill_9_mid_batch_is_all_or_nothing() {
     let dir = support::TempDir::new();
     let path = dir.0.join("crash.db");
     for (round, ms) in [150u64, 400, 900].into_iter().enumerate() {
-        run_and_kill(&format!("sqlite:{}", path.display()), Duration::from_millis(ms));
+        run_and_kill(
+            &format!("sqlite:{}", path.display()),
+            Duration::from_millis(ms),
+        );
         let n = runtime().block_on(async {
-            let store = foundation_events::SqliteStore::open(foundation_events::SqliteConfig::new(&path)).await.unwrap();
+            let store =
+                foundation_events::SqliteStore::open(foundation_events::SqliteConfig::new(&path))
+                    .await
+                    .unwrap();
             let n = check_all_or_nothing(&store).await;
             store.close().await;
             n
@@ -129,7 +181,8 @@ fn postgres_kill_9_mid_batch_is_all_or_nothing() {
         run_and_kill(&format!("postgres:{schema}"), Duration::from_millis(ms));
         runtime().block_on(async {
             let store = foundation_events::PostgresStore::connect(
-                foundation_events::PostgresConfig::new(support::postgres_url()).with_schema(&schema),
+                foundation_events::PostgresConfig::new(support::postgres_url())
+                    .with_schema(&schema),
             )
             .await
             .unwrap();

@@ -7,7 +7,13 @@ use foundation_events::{MemoryStore, SchemaRegistry};
 
 async fn make(registry: Option<Arc<SchemaRegistry>>) -> (MemoryStore, ()) {
     let s = MemoryStore::new();
-    (match registry { Some(r) => s.with_registry(r), None => s }, ())
+    (
+        match registry {
+            Some(r) => s.with_registry(r),
+            None => s,
+        },
+        (),
+    )
 }
 
 async fn cleanup(_: ()) {}
@@ -27,20 +33,40 @@ fn appends_are_counted_through_the_metrics_facade() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let s = MemoryStore::new();
             let st = support::stream("m");
-            let batch = vec![NewEvent::new("t", serde_json::json!({})), NewEvent::new("t", serde_json::json!({}))];
-            s.append(&st, ExpectedVersion::NoStream, batch.clone()).await.unwrap();
-            s.append(&st, ExpectedVersion::NoStream, batch).await.unwrap(); // idempotent retry
-            let _ = s.append(&st, ExpectedVersion::NoStream, vec![NewEvent::new("t", serde_json::json!({}))]).await;
+            let batch = vec![
+                NewEvent::new("t", serde_json::json!({})),
+                NewEvent::new("t", serde_json::json!({})),
+            ];
+            s.append(&st, ExpectedVersion::NoStream, batch.clone())
+                .await
+                .unwrap();
+            s.append(&st, ExpectedVersion::NoStream, batch)
+                .await
+                .unwrap(); // idempotent retry
+            let _ = s
+                .append(
+                    &st,
+                    ExpectedVersion::NoStream,
+                    vec![NewEvent::new("t", serde_json::json!({}))],
+                )
+                .await;
         });
     });
     let mut counts = std::collections::HashMap::new();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
         if let DebugValue::Counter(n) = value {
-            let label = key.key().labels().map(|l| l.value().to_owned()).next().unwrap_or_default();
+            let label = key
+                .key()
+                .labels()
+                .map(|l| l.value().to_owned())
+                .next()
+                .unwrap_or_default();
             counts.insert(format!("{}{{{label}}}", key.key().name()), n);
         }
     }

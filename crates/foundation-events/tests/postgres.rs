@@ -15,7 +15,13 @@ async fn make(registry: Option<Arc<SchemaRegistry>>) -> (PostgresStore, String) 
     config.max_connections = 4;
     config.poll_interval = Duration::from_millis(200);
     let s = PostgresStore::connect(config).await.unwrap();
-    (match registry { Some(r) => s.with_registry(r), None => s }, schema)
+    (
+        match registry {
+            Some(r) => s.with_registry(r),
+            None => s,
+        },
+        schema,
+    )
 }
 
 async fn cleanup(schema: String) {
@@ -44,14 +50,33 @@ async fn notifications_cross_store_instances() {
     let b = PostgresStore::connect(config).await.unwrap();
     let mut sub = b.subscribe(Expr::True, Position::START, 10).unwrap();
     let mut head = b.watch_head();
-    assert!(tokio::time::timeout(Duration::from_millis(50), sub.next()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), sub.next())
+            .await
+            .is_err()
+    );
     assert!(sub.is_live());
     let writer = tokio::spawn(async move {
-        a.append(&support::stream("n"), ExpectedVersion::Any, vec![NewEvent::new("t", serde_json::json!({}))]).await.unwrap();
+        a.append(
+            &support::stream("n"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new("t", serde_json::json!({}))],
+        )
+        .await
+        .unwrap();
     });
-    let e = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e.position, Position(1));
-    tokio::time::timeout(Duration::from_secs(10), head.wait_for(|p| *p >= Position(1))).await.unwrap().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        head.wait_for(|p| *p >= Position(1)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     writer.await.unwrap();
     cleanup(schema).await;
 }
@@ -65,13 +90,21 @@ async fn indexed_filters_use_their_index() {
         let batch = (0..1_000)
             .map(|i| {
                 let n = b * 1_000 + i;
-                NewEvent::new(format!("t{}", n % 50), serde_json::json!({"model": format!("m{n}"), "text": format!("word{n}")}))
-                    .with_correlation_id(format!("c{n}"))
+                NewEvent::new(
+                    format!("t{}", n % 50),
+                    serde_json::json!({"model": format!("m{n}"), "text": format!("word{n}")}),
+                )
+                .with_correlation_id(format!("c{n}"))
             })
             .collect();
-        s.append(&support::stream("plan"), ExpectedVersion::Any, batch).await.unwrap();
+        s.append(&support::stream("plan"), ExpectedVersion::Any, batch)
+            .await
+            .unwrap();
     }
-    sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {schema}.events"))).execute(s.pool()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {schema}.events")))
+        .execute(s.pool())
+        .await
+        .unwrap();
     let plan = |q: Query| {
         let s = s.clone();
         async move { s.explain(&q).await.unwrap().join(" | ") }
@@ -106,10 +139,19 @@ async fn subscriptions_survive_a_killed_listen_connection() {
     .unwrap();
     assert!(!killed.is_empty(), "no LISTEN connection found");
     for i in 0..3 {
-        s.append(&support::stream("f"), ExpectedVersion::Any, vec![NewEvent::new("t", serde_json::json!({"i": i}))]).await.unwrap();
+        s.append(
+            &support::stream("f"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new("t", serde_json::json!({"i": i}))],
+        )
+        .await
+        .unwrap();
     }
     for i in 0..3 {
-        let e = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(e.data["i"], i);
     }
     // Notifications resume after the listener reconnects: a later append from
@@ -126,11 +168,24 @@ async fn subscriptions_survive_a_killed_listen_connection() {
         if n >= 2 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the LISTEN connection did not come back");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the LISTEN connection did not come back"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    other.append(&support::stream("f"), ExpectedVersion::Any, vec![NewEvent::new("t", serde_json::json!({"i": 3}))]).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
+    other
+        .append(
+            &support::stream("f"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new("t", serde_json::json!({"i": 3}))],
+        )
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e.data["i"], 3);
     cleanup(schema).await;
 }

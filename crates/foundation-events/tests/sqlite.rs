@@ -13,7 +13,13 @@ async fn make(registry: Option<Arc<SchemaRegistry>>) -> (SqliteStore, TempDir) {
     let mut config = SqliteConfig::new(dir.0.join("events.db"));
     config.poll_interval = std::time::Duration::from_millis(50);
     let s = SqliteStore::open(config).await.unwrap();
-    (match registry { Some(r) => s.with_registry(r), None => s }, dir)
+    (
+        match registry {
+            Some(r) => s.with_registry(r),
+            None => s,
+        },
+        dir,
+    )
 }
 
 async fn cleanup(dir: TempDir) {
@@ -36,12 +42,25 @@ async fn reopening_keeps_the_log_and_head() {
     let path = dir.0.join("events.db");
     {
         let s = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
-        s.append(&support::stream("x"), ExpectedVersion::NoStream, vec![NewEvent::new("t", serde_json::json!({}))]).await.unwrap();
+        s.append(
+            &support::stream("x"),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new("t", serde_json::json!({}))],
+        )
+        .await
+        .unwrap();
         s.close().await;
     }
     let s = SqliteStore::open(SqliteConfig::new(&path)).await.unwrap();
     assert_eq!(s.head().await.unwrap(), Position(1));
-    let r = s.append(&support::stream("x"), ExpectedVersion::Exact(1), vec![NewEvent::new("t", serde_json::json!({}))]).await.unwrap();
+    let r = s
+        .append(
+            &support::stream("x"),
+            ExpectedVersion::Exact(1),
+            vec![NewEvent::new("t", serde_json::json!({}))],
+        )
+        .await
+        .unwrap();
     assert_eq!(r.last_position, Position(2));
 }
 
@@ -51,7 +70,10 @@ async fn invalid_config_names_the_field() {
     c.max_connections = 0;
     let err = SqliteStore::open(c).await.unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("path") && msg.contains("max_connections"), "{msg}");
+    assert!(
+        msg.contains("path") && msg.contains("max_connections"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -64,12 +86,19 @@ async fn indexed_filters_use_their_index() {
     };
     let p = plan(Query::new(Expr::correlation("c"))).await;
     assert!(p.contains("events_correlation"), "{p}");
-    let p = plan(Query::new(Expr::event_type("t")).with_cursor(foundation_events::Position(10))).await;
+    let p =
+        plan(Query::new(Expr::event_type("t")).with_cursor(foundation_events::Position(10))).await;
     assert!(p.contains("events_type"), "{p}");
     let p = plan(Query::new(Expr::text("rate limit"))).await;
     assert!(p.contains("events_fts"), "{p}");
-    let p = plan(Query::new(Expr::stream("s").and(Expr::field(foundation_events::Field::Version).gt(3)))).await;
-    assert!(p.contains("sqlite_autoindex_events_2") || p.contains("stream_id"), "{p}");
+    let p = plan(Query::new(
+        Expr::stream("s").and(Expr::field(foundation_events::Field::Version).gt(3)),
+    ))
+    .await;
+    assert!(
+        p.contains("sqlite_autoindex_events_2") || p.contains("stream_id"),
+        "{p}"
+    );
     let p = plan(Query::new(Expr::tenant("acme"))).await;
     assert!(p.contains("events_tenant"), "{p}");
     drop(dir);
@@ -86,13 +115,32 @@ async fn a_foreign_writer_holding_the_lock_gives_a_retryable_busy_error() {
     config.busy_timeout = std::time::Duration::from_millis(100);
     let s = SqliteStore::open(config).await.unwrap();
     // Another process (here: another connection) holds the write lock.
-    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
-    let err = s.append(&support::stream("x"), ExpectedVersion::Any, vec![NewEvent::new("t", serde_json::json!({}))]).await.unwrap_err();
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let err = s
+        .append(
+            &support::stream("x"),
+            ExpectedVersion::Any,
+            vec![NewEvent::new("t", serde_json::json!({}))],
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err}");
     assert!(err.kind().is_retryable(), "{err}: {:?}", err.kind());
     // Once the lock is released the same append succeeds and nothing leaked.
     sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
-    let r = s.append(&support::stream("x"), ExpectedVersion::NoStream, vec![NewEvent::new("t", serde_json::json!({}))]).await.unwrap();
+    let r = s
+        .append(
+            &support::stream("x"),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new("t", serde_json::json!({}))],
+        )
+        .await
+        .unwrap();
     assert_eq!(r.first_position, foundation_events::Position(1));
 }

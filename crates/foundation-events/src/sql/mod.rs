@@ -6,11 +6,11 @@ pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 
-
-
 use crate::envelope::{EventId, Link, Position, RecordedEvent, StreamId, Timestamp};
 use crate::error::Error;
-use crate::query::{CmpOp, Direction, Expr, Field, JsonPath, Literal, PathSegment, Query, text_tokens};
+use crate::query::{
+    CmpOp, Direction, Expr, Field, JsonPath, Literal, PathSegment, Query, text_tokens,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -54,7 +54,11 @@ pub(crate) fn columns(dialect: Dialect) -> &'static str {
 
 impl Sql {
     pub(crate) fn new(dialect: Dialect) -> Self {
-        Self { text: String::new(), params: Vec::new(), dialect }
+        Self {
+            text: String::new(),
+            params: Vec::new(),
+            dialect,
+        }
     }
 
     /// Adds a parameter and returns its placeholder.
@@ -121,8 +125,20 @@ impl Sql {
             Expr::True => "TRUE".to_owned(),
             Expr::And(v) if v.is_empty() => "TRUE".to_owned(),
             Expr::Or(v) if v.is_empty() => "FALSE".to_owned(),
-            Expr::And(v) => format!("({})", v.iter().map(|e| self.expr(e)).collect::<Vec<_>>().join(" AND ")),
-            Expr::Or(v) => format!("({})", v.iter().map(|e| self.expr(e)).collect::<Vec<_>>().join(" OR ")),
+            Expr::And(v) => format!(
+                "({})",
+                v.iter()
+                    .map(|e| self.expr(e))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            ),
+            Expr::Or(v) => format!(
+                "({})",
+                v.iter()
+                    .map(|e| self.expr(e))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            ),
             Expr::Not(e) => format!("(NOT COALESCE({}, FALSE))", self.expr(e)),
             Expr::Exists(f) => match Self::path(f) {
                 Some(p) => {
@@ -137,7 +153,9 @@ impl Sql {
                     Dialect::Sqlite => {
                         let q: Vec<String> = toks.iter().map(|t| format!("\"{t}\"")).collect();
                         let p = self.param(Param::Text(q.join(" ")));
-                        format!("(position IN (SELECT rowid FROM events_fts WHERE events_fts MATCH {p}))")
+                        format!(
+                            "(position IN (SELECT rowid FROM events_fts WHERE events_fts MATCH {p}))"
+                        )
                     }
                     Dialect::Postgres => {
                         let p = self.param(Param::Text(toks.join(" & ")));
@@ -146,7 +164,9 @@ impl Sql {
                 }
             }
             Expr::Contains { field, value } => {
-                let Some(path) = Self::path(field) else { return "FALSE".to_owned() };
+                let Some(path) = Self::path(field) else {
+                    return "FALSE".to_owned();
+                };
                 self.contains(field, path, value)
             }
             Expr::Cmp { field, op, value } => match Self::path(field) {
@@ -161,7 +181,10 @@ impl Sql {
                         _ => return "FALSE".to_owned(),
                     };
                     let ordering = !matches!(op, CmpOp::Eq | CmpOp::Ne);
-                    if ordering && self.dialect == Dialect::Postgres && matches!(value, Literal::Str(_)) {
+                    if ordering
+                        && self.dialect == Dialect::Postgres
+                        && matches!(value, Literal::Str(_))
+                    {
                         // Byte order, like SQLite and `Expr::matches`, whatever the database collation.
                         format!("({col} COLLATE \"C\" {} {p})", op_sql(*op))
                     } else {
@@ -178,11 +201,17 @@ impl Sql {
         match self.dialect {
             Dialect::Sqlite => {
                 let p = self.param(Param::Text(sqlite_path(path)));
-                (format!("json_type({col}, {p})"), format!("json_extract({col}, {p})"))
+                (
+                    format!("json_type({col}, {p})"),
+                    format!("json_extract({col}, {p})"),
+                )
             }
             Dialect::Postgres => {
                 let p = self.param(Param::TextArray(pg_path(path)));
-                (format!("({col} #> {p}::text[])"), format!("({col} #> {p}::text[])"))
+                (
+                    format!("({col} #> {p}::text[])"),
+                    format!("({col} #> {p}::text[])"),
+                )
             }
         }
     }
@@ -221,7 +250,10 @@ impl Sql {
                 }
             }
             Dialect::Postgres => {
-                let key_only = path.segments().iter().all(|s| matches!(s, PathSegment::Key(_)));
+                let key_only = path
+                    .segments()
+                    .iter()
+                    .all(|s| matches!(s, PathSegment::Key(_)));
                 match op {
                     CmpOp::Eq if key_only && matches!(field, Field::Data(_)) => {
                         // Containment is served by the GIN (jsonb_path_ops) index on data.
@@ -291,7 +323,9 @@ impl Sql {
                     }
                     Literal::Time(_) => return "FALSE".to_owned(),
                 };
-                let array = format!("({ty} = 'array' AND EXISTS (SELECT 1 FROM json_each({col}, {each_path}) WHERE {elem}))");
+                let array = format!(
+                    "({ty} = 'array' AND EXISTS (SELECT 1 FROM json_each({col}, {each_path}) WHERE {elem}))"
+                );
                 match value {
                     Literal::Str(s) => {
                         let (ty2, val2) = self.json_access(field, path);
@@ -303,12 +337,16 @@ impl Sql {
             }
             Dialect::Postgres => {
                 let (x, _) = self.json_access(field, path);
-                let arr = self.param(Param::Text(serde_json::Value::Array(vec![value.to_json()]).to_string()));
+                let arr = self.param(Param::Text(
+                    serde_json::Value::Array(vec![value.to_json()]).to_string(),
+                ));
                 let array = format!("(jsonb_typeof({x}) = 'array' AND {x} @> {arr}::jsonb)");
                 match value {
                     Literal::Str(s) => {
                         let p = self.param(Param::Text(s.clone()));
-                        format!("((jsonb_typeof({x}) = 'string' AND strpos({x} #>> '{{}}', {p}) > 0) OR {array})")
+                        format!(
+                            "((jsonb_typeof({x}) = 'string' AND strpos({x} #>> '{{}}', {p}) > 0) OR {array})"
+                        )
                     }
                     _ => array,
                 }
@@ -432,14 +470,20 @@ where
 {
     let relation: String = row.try_get(0)?;
     let other: String = row.try_get(1)?;
-    let other = other.parse().map_err(|e: uuid::Error| Error::Corrupt { position: 0, reason: format!("link target: {e}") })?;
+    let other = other.parse().map_err(|e: uuid::Error| Error::Corrupt {
+        position: 0,
+        reason: format!("link target: {e}"),
+    })?;
     Ok((relation, other))
 }
 
 impl RawRow {
     fn into_event(self) -> Result<RecordedEvent, Error> {
         let position = u64::try_from(self.position).unwrap_or(0);
-        let bad = |what: &str, e: &dyn std::fmt::Display| Error::Corrupt { position, reason: format!("{what}: {e}") };
+        let bad = |what: &str, e: &dyn std::fmt::Display| Error::Corrupt {
+            position,
+            reason: format!("{what}: {e}"),
+        };
         let parse_id = |s: &str| s.parse::<EventId>().map_err(|e| bad("id", &e));
         Ok(RecordedEvent {
             id: parse_id(&self.id)?,
@@ -447,16 +491,22 @@ impl RawRow {
             source: self.source,
             subject: self.subject,
             time: Timestamp::from_micros(self.time),
-            schema_version: u32::try_from(self.schema_version).map_err(|e| bad("schema_version", &e))?,
+            schema_version: u32::try_from(self.schema_version)
+                .map_err(|e| bad("schema_version", &e))?,
             dataschema: self.dataschema,
             data: serde_json::from_str(&self.data).map_err(|e| bad("data", &e))?,
-            metadata: self.metadata.map(|m| serde_json::from_str(&m)).transpose().map_err(|e| bad("metadata", &e))?,
+            metadata: self
+                .metadata
+                .map(|m| serde_json::from_str(&m))
+                .transpose()
+                .map_err(|e| bad("metadata", &e))?,
             correlation_id: self.correlation_id,
             causation_id: self.causation_id.as_deref().map(parse_id).transpose()?,
             tenant: self.tenant,
             links: serde_json::from_str::<Vec<Link>>(&self.links).map_err(|e| bad("links", &e))?,
             stream_id: StreamId::new(self.stream_id).map_err(|e| bad("stream_id", &e))?,
-            stream_version: u64::try_from(self.stream_version).map_err(|e| bad("stream_version", &e))?,
+            stream_version: u64::try_from(self.stream_version)
+                .map_err(|e| bad("stream_version", &e))?,
             position: Position(position),
         })
     }

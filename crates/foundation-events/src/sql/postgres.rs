@@ -10,7 +10,9 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Row as _};
 use tokio::sync::{oneshot, watch};
 
 use super::{Dialect, Param, Row, Sql, decode_link, decode_row};
-use crate::envelope::{AppendResult, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
+use crate::envelope::{
+    AppendResult, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
+};
 use crate::error::Error;
 use crate::memory::decide;
 use crate::query::{Expr, Query};
@@ -37,7 +39,10 @@ pub struct PostgresConfig {
     #[serde(default = "default_connections")]
     pub max_connections: u32,
     /// How often live subscriptions re-poll when no notification arrives.
-    #[serde(default = "default_poll", with = "foundation_core::serde_util::duration")]
+    #[serde(
+        default = "default_poll",
+        with = "foundation_core::serde_util::duration"
+    )]
     #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub poll_interval: Duration,
 }
@@ -56,7 +61,12 @@ impl PostgresConfig {
     /// Defaults for `url`.
     #[must_use]
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), schema: default_schema(), max_connections: default_connections(), poll_interval: default_poll() }
+        Self {
+            url: url.into(),
+            schema: default_schema(),
+            max_connections: default_connections(),
+            poll_interval: default_poll(),
+        }
     }
 
     /// Sets the schema.
@@ -69,19 +79,29 @@ impl PostgresConfig {
 
 impl Validate for PostgresConfig {
     fn validate_into(&self, v: &mut Validator) {
-        v.check(self.url.parse::<PgConnectOptions>().is_ok(), "url", "must be a postgres:// URL");
+        v.check(
+            self.url.parse::<PgConnectOptions>().is_ok(),
+            "url",
+            "must be a postgres:// URL",
+        );
         let s = &self.schema;
         v.check(
             !s.is_empty()
                 && s.len() <= 40
                 && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
             "schema",
             "must be 1-40 lowercase letters, digits or `_`, not starting with a digit",
         );
-        v.check((1..=256).contains(&self.max_connections), "max_connections", "must be between 1 and 256");
         v.check(
-            self.poll_interval >= Duration::from_millis(10) && self.poll_interval <= Duration::from_secs(300),
+            (1..=256).contains(&self.max_connections),
+            "max_connections",
+            "must be between 1 and 256",
+        );
+        v.check(
+            self.poll_interval >= Duration::from_millis(10)
+                && self.poll_interval <= Duration::from_secs(300),
             "poll_interval",
             "must be between 10ms and 5m",
         );
@@ -182,19 +202,27 @@ impl PostgresStore {
     pub async fn connect(config: PostgresConfig) -> Result<Self, Error> {
         config.validate()?;
         let options: PgConnectOptions = config.url.parse()?;
-        let pool = PgPoolOptions::new().max_connections(config.max_connections).connect_with(options).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .connect_with(options)
+            .await?;
         let s = &config.schema;
         {
             let mut tx = pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(format!("foundation_events.{s}")).execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("foundation_events.{s}"))
+                .execute(&mut *tx)
+                .await?;
             for stmt in schema_sql(s) {
                 sqlx::query(AssertSqlSafe(stmt)).execute(&mut *tx).await?;
             }
             tx.commit().await?;
         }
-        let head: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT position FROM {s}.log_head WHERE id = 1")))
-            .fetch_one(&pool)
-            .await?;
+        let head: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT position FROM {s}.log_head WHERE id = 1"
+        )))
+        .fetch_one(&pool)
+        .await?;
         let head_tx = Arc::new(watch::channel(Position(u64::try_from(head).unwrap_or(0))).0);
         let channel = format!("foundation_events_{s}");
         let mut listener = PgListener::connect_with(&pool).await?;
@@ -235,10 +263,15 @@ impl PostgresStore {
     pub async fn explain(&self, query: &Query) -> Result<Vec<String>, Error> {
         query.check()?;
         let sql = Sql::select(Dialect::Postgres, &self.t("events"), query);
-        let rows = bind(sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.text))), &sql.params)
-            .fetch_all(&self.inner.pool)
-            .await?;
-        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(Error::from)).collect()
+        let rows = bind(
+            sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.text))),
+            &sql.params,
+        )
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(Error::from))
+            .collect()
     }
 
     /// The schema holding the tables.
@@ -250,13 +283,16 @@ impl PostgresStore {
     fn t(&self, table: &str) -> String {
         format!("{}.{table}", self.inner.schema)
     }
-
 }
 
 /// Follows NOTIFY payloads (the last committed position) into the watch.
 /// `PgListener` reconnects by itself; notifications lost meanwhile are
 /// covered by the subscriptions' poll interval.
-async fn listen(mut listener: PgListener, head: Arc<watch::Sender<Position>>, mut stop: oneshot::Receiver<()>) {
+async fn listen(
+    mut listener: PgListener,
+    head: Arc<watch::Sender<Position>>,
+    mut stop: oneshot::Receiver<()>,
+) {
     loop {
         tokio::select! {
             _ = &mut stop => return,
@@ -323,8 +359,14 @@ async fn fetch_existing(
     events_table: &str,
     ids: Vec<String>,
 ) -> Result<Vec<RecordedEvent>, Error> {
-    let sql = format!("SELECT {} FROM {events_table} WHERE id = ANY($1)", super::columns(Dialect::Postgres));
-    let rows = sqlx::query(AssertSqlSafe(sql)).bind(ids).fetch_all(&mut *conn).await?;
+    let sql = format!(
+        "SELECT {} FROM {events_table} WHERE id = ANY($1)",
+        super::columns(Dialect::Postgres)
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter().map(decode_row).collect()
 }
 
@@ -358,7 +400,11 @@ impl Backend for PostgresStore {
         .await?;
         let actual = u64::try_from(row.try_get::<Option<i64>, _>(0)?.unwrap_or(0)).unwrap_or(0);
         let dups: i64 = row.try_get(1)?;
-        let found = if dups > 0 { fetch_existing(&mut tx, &self.t("events"), ids).await? } else { Vec::new() };
+        let found = if dups > 0 {
+            fetch_existing(&mut tx, &self.t("events"), ids).await?
+        } else {
+            Vec::new()
+        };
         // Roll back explicitly: it releases the log lock at once.
         let decided = decide(stream, expected, &events, &found, actual);
         if let Some(outcome) = decided {
@@ -371,7 +417,11 @@ impl Backend for PostgresStore {
         let mut version = actual;
         for (i, e) in events.iter().enumerate() {
             version += 1;
-            c.push(Row::new(e, u64::try_from(first).unwrap_or(0) + i as u64, version));
+            c.push(Row::new(
+                e,
+                u64::try_from(first).unwrap_or(0) + i as u64,
+                version,
+            ));
             for l in &e.links {
                 c.link_src.push(e.id.to_string());
                 c.link_rel.push(l.relation.clone());
@@ -437,7 +487,9 @@ impl Backend for PostgresStore {
 
     async fn query_raw(&self, query: &Query) -> Result<Vec<RecordedEvent>, Error> {
         let sql = Sql::select(Dialect::Postgres, &self.t("events"), query);
-        let rows = bind(sqlx::query(AssertSqlSafe(sql.text)), &sql.params).fetch_all(&self.inner.pool).await?;
+        let rows = bind(sqlx::query(AssertSqlSafe(sql.text)), &sql.params)
+            .fetch_all(&self.inner.pool)
+            .await?;
         rows.iter().map(decode_row).collect()
     }
 
@@ -446,7 +498,12 @@ impl Backend for PostgresStore {
             return Ok(Vec::new());
         }
         let mut conn = self.inner.pool.acquire().await?;
-        fetch_existing(&mut conn, &self.t("events"), ids.iter().map(ToString::to_string).collect()).await
+        fetch_existing(
+            &mut conn,
+            &self.t("events"),
+            ids.iter().map(ToString::to_string).collect(),
+        )
+        .await
     }
 
     async fn links_raw(
@@ -474,10 +531,13 @@ impl Backend for PostgresStore {
     }
 
     async fn stream_version_raw(&self, stream: &StreamId) -> Result<u64, Error> {
-        let v: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT version FROM {} WHERE stream_id = $1", self.t("streams"))))
-            .bind(stream.as_str())
-            .fetch_optional(&self.inner.pool)
-            .await?;
+        let v: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT version FROM {} WHERE stream_id = $1",
+            self.t("streams")
+        )))
+        .bind(stream.as_str())
+        .fetch_optional(&self.inner.pool)
+        .await?;
         Ok(u64::try_from(v.unwrap_or(0)).unwrap_or(0))
     }
 
@@ -491,14 +551,20 @@ impl Backend for PostgresStore {
             self.t("events"),
             self.t("event_links")
         );
-        let n: i64 = bind(sqlx::query(AssertSqlSafe(sql)), &s.params).fetch_one(&self.inner.pool).await?.try_get(0)?;
+        let n: i64 = bind(sqlx::query(AssertSqlSafe(sql)), &s.params)
+            .fetch_one(&self.inner.pool)
+            .await?
+            .try_get(0)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn head_raw(&self) -> Result<Position, Error> {
-        let h: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT position FROM {} WHERE id = 1", self.t("log_head"))))
-            .fetch_one(&self.inner.pool)
-            .await?;
+        let h: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT position FROM {} WHERE id = 1",
+            self.t("log_head")
+        )))
+        .fetch_one(&self.inner.pool)
+        .await?;
         Ok(Position(u64::try_from(h).unwrap_or(0)))
     }
 

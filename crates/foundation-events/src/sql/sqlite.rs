@@ -11,7 +11,9 @@ use sqlx::{AssertSqlSafe, Sqlite, SqlitePool};
 use tokio::sync::{Mutex, watch};
 
 use super::{Dialect, Param, Row, Sql, decode_link, decode_row};
-use crate::envelope::{AppendResult, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
+use crate::envelope::{
+    AppendResult, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
+};
 use crate::error::Error;
 use crate::memory::decide;
 use crate::query::{Expr, Query};
@@ -35,12 +37,18 @@ pub struct SqliteConfig {
     #[serde(default = "default_connections")]
     pub max_connections: u32,
     /// How long a write waits for another process's write lock.
-    #[serde(default = "default_busy", with = "foundation_core::serde_util::duration")]
+    #[serde(
+        default = "default_busy",
+        with = "foundation_core::serde_util::duration"
+    )]
     #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub busy_timeout: Duration,
     /// How often live subscriptions re-poll (appends by other processes are
     /// not notified in-process).
-    #[serde(default = "default_poll", with = "foundation_core::serde_util::duration")]
+    #[serde(
+        default = "default_poll",
+        with = "foundation_core::serde_util::duration"
+    )]
     #[cfg_attr(feature = "schemars", schemars(with = "String"))]
     pub poll_interval: Duration,
 }
@@ -59,17 +67,35 @@ impl SqliteConfig {
     /// Defaults for the file at `path`.
     #[must_use]
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), max_connections: default_connections(), busy_timeout: default_busy(), poll_interval: default_poll() }
+        Self {
+            path: path.into(),
+            max_connections: default_connections(),
+            busy_timeout: default_busy(),
+            poll_interval: default_poll(),
+        }
     }
 }
 
 impl Validate for SqliteConfig {
     fn validate_into(&self, v: &mut Validator) {
-        v.check(!self.path.as_os_str().is_empty(), "path", "must not be empty");
-        v.check((1..=64).contains(&self.max_connections), "max_connections", "must be between 1 and 64");
-        v.check(self.busy_timeout <= Duration::from_secs(600), "busy_timeout", "must be at most 10m");
         v.check(
-            self.poll_interval >= Duration::from_millis(10) && self.poll_interval <= Duration::from_secs(60),
+            !self.path.as_os_str().is_empty(),
+            "path",
+            "must not be empty",
+        );
+        v.check(
+            (1..=64).contains(&self.max_connections),
+            "max_connections",
+            "must be between 1 and 64",
+        );
+        v.check(
+            self.busy_timeout <= Duration::from_secs(600),
+            "busy_timeout",
+            "must be at most 10m",
+        );
+        v.check(
+            self.poll_interval >= Duration::from_millis(10)
+                && self.poll_interval <= Duration::from_secs(60),
             "poll_interval",
             "must be between 10ms and 60s",
         );
@@ -171,7 +197,10 @@ impl SqliteStore {
             // crash or power loss can lose the last transactions.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(config.busy_timeout);
-        let pool = SqlitePoolOptions::new().max_connections(config.max_connections).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(config.max_connections)
+            .connect_with(options)
+            .await?;
         {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             for stmt in SCHEMA {
@@ -179,7 +208,9 @@ impl SqliteStore {
             }
             tx.commit().await?;
         }
-        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1").fetch_one(&pool).await?;
+        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
+            .fetch_one(&pool)
+            .await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -212,10 +243,15 @@ impl SqliteStore {
     pub async fn explain(&self, query: &Query) -> Result<Vec<String>, Error> {
         query.check()?;
         let sql = Sql::select(Dialect::Sqlite, "events", query);
-        let rows = bind(sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", sql.text))), &sql.params)
-            .fetch_all(&self.inner.pool)
-            .await?;
-        rows.iter().map(|r| sqlx::Row::try_get::<String, _>(r, 3).map_err(Error::from)).collect()
+        let rows = bind(
+            sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", sql.text))),
+            &sql.params,
+        )
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|r| sqlx::Row::try_get::<String, _>(r, 3).map_err(Error::from))
+            .collect()
     }
 
     /// Closes the pool.
@@ -231,7 +267,11 @@ async fn existing(
     let mut out = Vec::new();
     for chunk in ids.chunks(500) {
         let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT {} FROM events WHERE id IN ({})", super::columns(Dialect::Sqlite), marks.join(", "));
+        let sql = format!(
+            "SELECT {} FROM events WHERE id IN ({})",
+            super::columns(Dialect::Sqlite),
+            marks.join(", ")
+        );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id.clone());
@@ -254,10 +294,11 @@ impl Backend for SqliteStore {
         let mut tx = self.inner.pool.begin_with("BEGIN IMMEDIATE").await?;
         let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
         let found = existing(&mut tx, &ids).await?;
-        let actual: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
-            .bind(stream.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let actual: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
+                .bind(stream.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
         let actual = u64::try_from(actual.unwrap_or(0)).unwrap_or(0);
         // Release the write lock now rather than when the pool gets the connection back.
         let decided = decide(stream, expected, &events, &found, actual);
@@ -266,10 +307,12 @@ impl Backend for SqliteStore {
             return outcome;
         }
         let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
-        let last: i64 = sqlx::query_scalar("UPDATE log_head SET position = position + $1 WHERE id = 1 RETURNING position")
-            .bind(n)
-            .fetch_one(&mut *tx)
-            .await?;
+        let last: i64 = sqlx::query_scalar(
+            "UPDATE log_head SET position = position + $1 WHERE id = 1 RETURNING position",
+        )
+        .bind(n)
+        .fetch_one(&mut *tx)
+        .await?;
         let first = u64::try_from(last - n + 1).unwrap_or(0);
         let rows: Vec<Row> = events
             .iter()
@@ -303,7 +346,8 @@ impl Backend for SqliteStore {
             b.build().execute(&mut *tx).await?;
             let texts: Vec<&Row> = chunk.iter().filter(|r| !r.text.trim().is_empty()).collect();
             if !texts.is_empty() {
-                let mut b = sqlx::QueryBuilder::<Sqlite>::new("INSERT INTO events_fts (rowid, body) ");
+                let mut b =
+                    sqlx::QueryBuilder::<Sqlite>::new("INSERT INTO events_fts (rowid, body) ");
                 b.push_values(texts, |mut v, r| {
                     v.push_bind(r.position).push_bind(r.text.clone());
                 });
@@ -312,12 +356,20 @@ impl Backend for SqliteStore {
         }
         let links: Vec<(String, &str, String)> = events
             .iter()
-            .flat_map(|e| e.links.iter().map(move |l| (e.id.to_string(), l.relation.as_str(), l.target.to_string())))
+            .flat_map(|e| {
+                e.links
+                    .iter()
+                    .map(move |l| (e.id.to_string(), l.relation.as_str(), l.target.to_string()))
+            })
             .collect();
         for chunk in links.chunks(ROWS_PER_STATEMENT) {
-            let mut b = sqlx::QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO event_links (source_id, relation, target_id) ");
+            let mut b = sqlx::QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO event_links (source_id, relation, target_id) ",
+            );
             b.push_values(chunk, |mut v, (src, rel, dst)| {
-                v.push_bind(src.clone()).push_bind((*rel).to_owned()).push_bind(dst.clone());
+                v.push_bind(src.clone())
+                    .push_bind((*rel).to_owned())
+                    .push_bind(dst.clone());
             });
             b.build().execute(&mut *tx).await?;
         }
@@ -329,12 +381,19 @@ impl Backend for SqliteStore {
         tx.commit().await?;
         let last = Position(u64::try_from(last).unwrap_or(0));
         advance_head(&self.inner.head_tx, last);
-        Ok(AppendResult { stream_version: version, first_position: Position(first), last_position: last, duplicate: false })
+        Ok(AppendResult {
+            stream_version: version,
+            first_position: Position(first),
+            last_position: last,
+            duplicate: false,
+        })
     }
 
     async fn query_raw(&self, query: &Query) -> Result<Vec<RecordedEvent>, Error> {
         let sql = Sql::select(Dialect::Sqlite, "events", query);
-        let rows = bind(sqlx::query(AssertSqlSafe(sql.text)), &sql.params).fetch_all(&self.inner.pool).await?;
+        let rows = bind(sqlx::query(AssertSqlSafe(sql.text)), &sql.params)
+            .fetch_all(&self.inner.pool)
+            .await?;
         rows.iter().map(decode_row).collect()
     }
 
@@ -382,20 +441,29 @@ impl Backend for SqliteStore {
         let mut s = Sql::new(Dialect::Sqlite);
         let cond = s.expr(filter);
         let statements = [
-            format!("DELETE FROM events_fts WHERE rowid IN (SELECT position FROM events WHERE {cond})"),
-            format!("DELETE FROM event_links WHERE source_id IN (SELECT id FROM events WHERE {cond})"),
+            format!(
+                "DELETE FROM events_fts WHERE rowid IN (SELECT position FROM events WHERE {cond})"
+            ),
+            format!(
+                "DELETE FROM event_links WHERE source_id IN (SELECT id FROM events WHERE {cond})"
+            ),
             format!("DELETE FROM events WHERE {cond}"),
         ];
         let mut deleted = 0;
         for stmt in statements {
-            deleted = bind(sqlx::query(AssertSqlSafe(stmt)), &s.params).execute(&mut *tx).await?.rows_affected();
+            deleted = bind(sqlx::query(AssertSqlSafe(stmt)), &s.params)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         tx.commit().await?;
         Ok(deleted)
     }
 
     async fn head_raw(&self) -> Result<Position, Error> {
-        let h: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1").fetch_one(&self.inner.pool).await?;
+        let h: i64 = sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
+            .fetch_one(&self.inner.pool)
+            .await?;
         Ok(Position(u64::try_from(h).unwrap_or(0)))
     }
 

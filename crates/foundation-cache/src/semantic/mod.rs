@@ -10,6 +10,7 @@
 //! matched prompt's entry. When the embedder fails, it falls back to the
 //! exact key alone.
 
+mod batch;
 mod embed;
 pub mod index;
 mod openai;
@@ -25,6 +26,7 @@ use foundation_core::{BoxError, Validate, Validator};
 use metrics::{Counter, Histogram};
 use parking_lot::{Mutex, RwLock};
 
+pub use batch::BatchingEmbedder;
 pub use embed::{Embedder, HashingEmbedder};
 pub use index::{ExactIndex, PartitionIndex, dot};
 pub use openai::{OpenAiEmbedder, parse_response, request_body};

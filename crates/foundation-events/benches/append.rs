@@ -18,6 +18,7 @@ use foundation_events::{
     EventStore, ExpectedVersion, NewEvent, SqliteConfig, SqliteStore, StreamId,
 };
 use serde_json::json;
+#[cfg(feature = "postgres")]
 use sqlx::AssertSqlSafe;
 
 const BATCH: usize = 100;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use foundation_cache::adaptive::eval::Rng;
 use foundation_cache::semantic::index::{AnnParams, AnnSnapshot, ExactIndex, PartitionIndex};
 use foundation_cache::{CacheConfig, Key, TieredCache};
 
@@ -106,19 +107,9 @@ fn l1_hit(c: &mut Criterion) {
     g.finish();
 }
 
-/// A deterministic generator (SplitMix64).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
+/// Uniform in [-1, 1).
+fn signed(rng: &mut Rng) -> f32 {
+    (rng.unit() * 2.0 - 1.0) as f32
 }
 
 fn normalized(mut v: Vec<f32>) -> Vec<f32> {
@@ -130,12 +121,12 @@ fn normalized(mut v: Vec<f32>) -> Vec<f32> {
 /// Clustered data, like sentence embeddings: 2000 topics, points scattered around them.
 fn dataset(n: usize, dims: usize, rng: &mut Rng) -> Vec<Vec<f32>> {
     let centers: Vec<Vec<f32>> = (0..2000)
-        .map(|_| normalized((0..dims).map(|_| rng.unit()).collect()))
+        .map(|_| normalized((0..dims).map(|_| signed(rng)).collect()))
         .collect();
     (0..n)
         .map(|_| {
-            let c = &centers[(rng.next() % centers.len() as u64) as usize];
-            normalized(c.iter().map(|x| x + 0.08 * rng.unit()).collect())
+            let c = &centers[(rng.next_u64() % centers.len() as u64) as usize];
+            normalized(c.iter().map(|x| x + 0.08 * signed(rng)).collect())
         })
         .collect()
 }
@@ -149,7 +140,7 @@ fn semantic_search(c: &mut Criterion) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000);
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let data = dataset(n, DIMS, &mut rng);
     let mut exact = ExactIndex::new(DIMS);
     let mut part = PartitionIndex::new(DIMS);
@@ -168,8 +159,8 @@ fn semantic_search(c: &mut Criterion) {
     // Queries: paraphrase-like perturbations of stored prompts.
     let queries: Vec<Vec<f32>> = (0..500)
         .map(|_| {
-            let base = &data[(rng.next() % n as u64) as usize];
-            normalized(base.iter().map(|x| x + 0.03 * rng.unit()).collect())
+            let base = &data[(rng.next_u64() % n as u64) as usize];
+            normalized(base.iter().map(|x| x + 0.03 * signed(&mut rng)).collect())
         })
         .collect();
     let exact_best: Vec<u64> = queries

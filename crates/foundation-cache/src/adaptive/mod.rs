@@ -130,7 +130,7 @@ struct State {
     /// Recent loads not yet reused: hash → (class, load time ms).
     ghosts: HashMap<u64, (String, u64)>,
     ghost_order: VecDeque<u64>,
-    rng: u64,
+    rng: eval::Rng,
     now_ms: u64,
 }
 
@@ -194,7 +194,7 @@ impl AdaptivePolicy {
                 resident_pos: HashMap::new(),
                 ghosts: HashMap::new(),
                 ghost_order: VecDeque::new(),
-                rng: 0x5eed,
+                rng: eval::Rng::new(0x5eed),
                 now_ms: 0,
             }),
         })
@@ -253,8 +253,7 @@ impl State {
         let n = self.resident.len();
         let mut best: Option<(u64, f64)> = None;
         for _ in 0..SAMPLE.min(n) {
-            self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let z = (self.rng ^ (self.rng >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let z = self.rng.next_u64();
             let (h, _, class) = &self.resident[usize::try_from(z >> 33).unwrap_or(0) % n];
             let s = self.score(*h, class);
             if best.is_none_or(|(_, b)| s < b) {

@@ -173,14 +173,6 @@ impl Default for AnnParams {
     }
 }
 
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn nearest_centroid(centroids: &[f32], dims: usize, v: &[f32]) -> usize {
     let mut best = (0, f32::NEG_INFINITY);
     for (i, c) in centroids.chunks_exact(dims).enumerate() {
@@ -203,19 +195,18 @@ impl AnnSnapshot {
             .unwrap_or_else(|| (len as f64).sqrt() as usize)
             .clamp(1, 4096)
             .min(len.max(1));
-        let mut rng = params.seed;
+        let mut rng = crate::adaptive::eval::Rng::new(params.seed);
         // Train on a sample: 64 points per cell is plenty for the centroids.
         let sample: Vec<&[f32]> = if len <= nlist * 64 {
             points.iter().map(|p| &*p.1).collect()
         } else {
             (0..nlist * 64)
-                .map(|_| &*points[(splitmix(&mut rng) % len as u64) as usize].1)
+                .map(|_| &*points[(rng.next_u64() % len as u64) as usize].1)
                 .collect()
         };
         let mut centroids: Vec<f32> = Vec::with_capacity(nlist * dims);
         for _ in 0..nlist {
-            if let Some(v) = sample.get((splitmix(&mut rng) % sample.len().max(1) as u64) as usize)
-            {
+            if let Some(v) = sample.get((rng.next_u64() % sample.len().max(1) as u64) as usize) {
                 centroids.extend_from_slice(v);
             }
         }

@@ -100,11 +100,25 @@ fn test(root: &Path) -> Result<(), Error> {
     // each library without its default features.
     step("cargo clippy (default features; libraries without default features)");
     Cmd::new("cargo")
-        .args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
         .cwd(root)
         .run()?;
     Cmd::new("cargo")
-        .args(["clippy", "--workspace", "--lib", "--no-default-features", "--locked"])
+        .args([
+            "clippy",
+            "--workspace",
+            "--lib",
+            "--no-default-features",
+            "--locked",
+        ])
         .args(["--", "-D", "warnings"])
         .cwd(root)
         .run()?;

@@ -20,6 +20,57 @@ use std::fmt;
 use std::iter::Sum;
 use std::str::FromStr;
 
+/// Checked and saturating arithmetic shared by the `u64` newtypes
+/// ([`Tokens`], [`Cost`]): one definition, so the two can't drift.
+macro_rules! counting_arithmetic {
+    ($ty:ident, $max:literal) => {
+        impl $ty {
+            /// `self + rhs`, or `None` on overflow.
+            #[must_use]
+            pub const fn checked_add(self, rhs: Self) -> Option<Self> {
+                match self.0.checked_add(rhs.0) {
+                    Some(v) => Some(Self(v)),
+                    None => None,
+                }
+            }
+
+            /// `self - rhs`, or `None` if `rhs > self`.
+            #[must_use]
+            pub const fn checked_sub(self, rhs: Self) -> Option<Self> {
+                match self.0.checked_sub(rhs.0) {
+                    Some(v) => Some(Self(v)),
+                    None => None,
+                }
+            }
+
+            #[doc = concat!("`self + rhs`, clamped at ", $max, ".")]
+            #[must_use]
+            pub const fn saturating_add(self, rhs: Self) -> Self {
+                Self(self.0.saturating_add(rhs.0))
+            }
+
+            /// `self - rhs`, clamped at zero.
+            #[must_use]
+            pub const fn saturating_sub(self, rhs: Self) -> Self {
+                Self(self.0.saturating_sub(rhs.0))
+            }
+
+            /// Sums an iterator, or `None` on overflow.
+            pub fn checked_sum<I: IntoIterator<Item = Self>>(iter: I) -> Option<Self> {
+                iter.into_iter()
+                    .try_fold(Self::ZERO, |acc, x| acc.checked_add(x))
+            }
+        }
+
+        #[doc = concat!("Saturating sum; use [`", stringify!($ty), "::checked_sum`] to detect overflow.")]
+        impl Sum for $ty {
+            fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+                iter.fold(Self::ZERO, Self::saturating_add)
+            }
+        }
+    };
+}
+
 /// A number of model tokens.
 ///
 /// ```
@@ -54,42 +105,6 @@ impl Tokens {
     pub const fn get(self) -> u64 {
         self.0
     }
-
-    /// `self + rhs`, or `None` on overflow.
-    #[must_use]
-    pub const fn checked_add(self, rhs: Self) -> Option<Self> {
-        match self.0.checked_add(rhs.0) {
-            Some(v) => Some(Self(v)),
-            None => None,
-        }
-    }
-
-    /// `self - rhs`, or `None` if `rhs > self`.
-    #[must_use]
-    pub const fn checked_sub(self, rhs: Self) -> Option<Self> {
-        match self.0.checked_sub(rhs.0) {
-            Some(v) => Some(Self(v)),
-            None => None,
-        }
-    }
-
-    /// `self + rhs`, clamped at `u64::MAX`.
-    #[must_use]
-    pub const fn saturating_add(self, rhs: Self) -> Self {
-        Self(self.0.saturating_add(rhs.0))
-    }
-
-    /// `self - rhs`, clamped at zero.
-    #[must_use]
-    pub const fn saturating_sub(self, rhs: Self) -> Self {
-        Self(self.0.saturating_sub(rhs.0))
-    }
-
-    /// Sums an iterator, or `None` on overflow.
-    pub fn checked_sum<I: IntoIterator<Item = Self>>(iter: I) -> Option<Self> {
-        iter.into_iter()
-            .try_fold(Self::ZERO, |acc, t| acc.checked_add(t))
-    }
 }
 
 impl From<u64> for Tokens {
@@ -116,12 +131,7 @@ impl fmt::Display for Tokens {
     }
 }
 
-/// Saturating sum; use [`Tokens::checked_sum`] to detect overflow.
-impl Sum for Tokens {
-    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
-        iter.fold(Self::ZERO, Self::saturating_add)
-    }
-}
+counting_arithmetic!(Tokens, "`u64::MAX`");
 
 /// An amount of money in integer micro-units of the account currency.
 ///
@@ -177,24 +187,6 @@ impl Cost {
         self.0
     }
 
-    /// `self + rhs`, or `None` on overflow.
-    #[must_use]
-    pub const fn checked_add(self, rhs: Self) -> Option<Self> {
-        match self.0.checked_add(rhs.0) {
-            Some(v) => Some(Self(v)),
-            None => None,
-        }
-    }
-
-    /// `self - rhs`, or `None` if `rhs > self`.
-    #[must_use]
-    pub const fn checked_sub(self, rhs: Self) -> Option<Self> {
-        match self.0.checked_sub(rhs.0) {
-            Some(v) => Some(Self(v)),
-            None => None,
-        }
-    }
-
     /// `self * n`, or `None` on overflow.
     #[must_use]
     pub const fn checked_mul(self, n: u64) -> Option<Self> {
@@ -202,24 +194,6 @@ impl Cost {
             Some(v) => Some(Self(v)),
             None => None,
         }
-    }
-
-    /// `self + rhs`, clamped at [`Cost::MAX`].
-    #[must_use]
-    pub const fn saturating_add(self, rhs: Self) -> Self {
-        Self(self.0.saturating_add(rhs.0))
-    }
-
-    /// `self - rhs`, clamped at zero.
-    #[must_use]
-    pub const fn saturating_sub(self, rhs: Self) -> Self {
-        Self(self.0.saturating_sub(rhs.0))
-    }
-
-    /// Sums an iterator, or `None` on overflow.
-    pub fn checked_sum<I: IntoIterator<Item = Self>>(iter: I) -> Option<Self> {
-        iter.into_iter()
-            .try_fold(Self::ZERO, |acc, c| acc.checked_add(c))
     }
 
     /// The amount as a float of whole units, for display and statistics only.
@@ -234,12 +208,7 @@ impl Cost {
     }
 }
 
-/// Saturating sum; use [`Cost::checked_sum`] to detect overflow.
-impl Sum for Cost {
-    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
-        iter.fold(Self::ZERO, Self::saturating_add)
-    }
-}
+counting_arithmetic!(Cost, "[`Cost::MAX`]");
 
 impl fmt::Display for Cost {
     /// Decimal whole units with six fractional digits (`"0.003085"`).

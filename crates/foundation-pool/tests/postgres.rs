@@ -1,7 +1,9 @@
-//! Against a real PostgreSQL server (started by `cargo xtask test`, address in
-//! `FOUNDATION_POSTGRES_URL`): killed connections are replaced by background
-//! health checks before users see errors, and the pool recovers from a server
-//! outage without a restart.
+//! Against real PostgreSQL: killed connections are replaced by background
+//! health checks before users see errors (server started by `cargo xtask
+//! test`, address in `FOUNDATION_POSTGRES_URL`); the pool recovers from a
+//! real server restart without a restart of its own (a private server the
+//! test stops and starts), and from an outage simulated by a proxy in front
+//! of the shared server.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,10 +13,13 @@
 mod support;
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use foundation_pool::postgres::PgManager;
-use foundation_pool::{ElasticPool, Health};
+use foundation_pool::{ElasticPool, Health, PoolError};
+use support::pg_server::PgServer;
 use support::proxy::Proxy;
 use tokio::time::Instant;
 use tokio_postgres::config::Host;
@@ -187,4 +192,149 @@ async fn recovers_after_the_server_goes_away_and_comes_back() {
         .expect("query after recovery");
     drop(c);
     pool.shutdown();
+}
+
+/// Counts connection attempts (`create` calls that reach the server).
+#[derive(Debug)]
+struct Counting {
+    inner: PgManager,
+    attempts: Arc<AtomicUsize>,
+}
+
+impl foundation_pool::Manager for Counting {
+    type Type = <PgManager as foundation_pool::Manager>::Type;
+    type Error = <PgManager as foundation_pool::Manager>::Error;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        self.inner.create().await
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut Self::Type,
+        metrics: &foundation_pool::deadpool_managed::Metrics,
+    ) -> foundation_pool::deadpool_managed::RecycleResult<Self::Error> {
+        self.inner.recycle(conn, metrics).await
+    }
+}
+
+/// The real thing: the test owns a PostgreSQL server, stops it with
+/// `pg_ctl -m fast stop` and starts it again; the same pool (never
+/// restarted) fails fast without a connection storm while the server is
+/// down and recovers on its own once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: cargo xtask test"]
+async fn recovers_after_a_real_server_restart() {
+    let mut server = tokio::task::block_in_place(PgServer::start);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let manager = Counting {
+        inner: PgManager::from_url(&server.url()).unwrap(),
+        attempts: Arc::clone(&attempts),
+    };
+    let pool = ElasticPool::builder(manager, 2, 8)
+        .with_name("pg-real-restart")
+        .with(|c| {
+            c.health.check_interval = Duration::from_millis(100);
+            c.create_timeout = Duration::from_secs(2);
+            c.backoff.initial = Duration::from_millis(50);
+            c.backoff.max = Duration::from_millis(400);
+        })
+        .build()
+        .unwrap();
+    pool.start().unwrap();
+    until("warm-up", Duration::from_secs(10), || {
+        pool.status().health == Health::Healthy
+    })
+    .await;
+    let before: i32 = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    tokio::task::block_in_place(|| server.stop());
+    until(
+        "the pool to notice the outage",
+        Duration::from_secs(10),
+        || pool.status().health == Health::Unavailable,
+    )
+    .await;
+
+    // A burst of checkouts against a dead server: every one fails fast, and
+    // they do not turn into connection attempts (the creation gate lets at
+    // most one probe through at a time, on the backoff schedule).
+    let attempts_before = attempts.load(Ordering::SeqCst);
+    let t0 = Instant::now();
+    let burst: Vec<_> = (0..32)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.get_timeout(Duration::from_secs(5)).await.map(drop) })
+        })
+        .collect();
+    let mut unavailable = 0;
+    for t in burst {
+        match t.await.unwrap() {
+            Err(PoolError::Unavailable { .. }) => unavailable += 1,
+            // The one checkout that happened to be the gate's probe sees the
+            // refused connection itself.
+            Err(PoolError::Create(_)) => {}
+            other => panic!("checkout against a stopped server: {other:?}"),
+        }
+    }
+    let took = t0.elapsed();
+    let burst_attempts = attempts.load(Ordering::SeqCst) - attempts_before;
+    assert!(took < Duration::from_secs(1), "did not fail fast: {took:?}");
+    assert!(
+        unavailable >= 30,
+        "only {unavailable} of 32 failed with Unavailable"
+    );
+    assert!(
+        burst_attempts <= 2,
+        "32 checkouts caused {burst_attempts} connection attempts"
+    );
+
+    // Down for a while: attempts follow the backoff (50 ms doubling to
+    // 400 ms), not the demand.
+    let outage_start = attempts.load(Ordering::SeqCst);
+    let t1 = Instant::now();
+    while t1.elapsed() < Duration::from_millis(1500) {
+        let err = pool.get_timeout(Duration::from_secs(5)).await.unwrap_err();
+        assert!(
+            matches!(err, PoolError::Unavailable { .. } | PoolError::Create(_)),
+            "{err:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let outage_attempts = attempts.load(Ordering::SeqCst) - outage_start;
+    assert!(
+        (1..=10).contains(&outage_attempts),
+        "{outage_attempts} connection attempts in 1.5 s of outage (a probe per backoff expected)"
+    );
+    assert_eq!(pool.status().health, Health::Unavailable);
+
+    // The server comes back; the pool, never restarted, recovers on its own.
+    tokio::task::block_in_place(|| server.start_again());
+    until("recovery", Duration::from_secs(10), || {
+        let st = pool.status();
+        st.health == Health::Healthy && st.size >= 2
+    })
+    .await;
+    let after: i32 = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("query after recovery")
+        .get(0);
+    assert_ne!(
+        before, after,
+        "a connection from before the restart survived"
+    );
+    pool.shutdown();
+    tokio::task::block_in_place(move || drop(server));
 }

@@ -4,6 +4,8 @@
 #![allow(clippy::expect_used, reason = "test support fails loudly")]
 
 #[cfg(feature = "postgres")]
+pub mod pg_server;
+#[cfg(feature = "postgres")]
 pub mod proxy;
 
 use std::collections::HashSet;

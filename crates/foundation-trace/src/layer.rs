@@ -13,13 +13,13 @@ use foundation_core::{Clock, SharedClock, SystemClock, Validate, ValidationError
 use parking_lot::Mutex;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::config::{LimitsConfig, TraceConfig};
 use crate::export::TraceSink;
-use crate::redact::Redactor;
+use crate::redact::{FieldMask, Redactor};
 use crate::store::{TraceStore, sample};
 use crate::trace::{Dropped, Operation, Step, Trace, TraceId, TraceStatus};
 use crate::value::{Fields, Value, cut};
@@ -101,6 +101,10 @@ struct Inner {
     /// Recorded root operations still open. While it is zero no span can
     /// belong to a recorded trace, so child spans and events return at once.
     live: AtomicUsize,
+    /// Operations and steps of the last finished trace: new traces reserve
+    /// this much up front, so a workload's traces do not regrow their
+    /// buffers step by step.
+    size_hint: (AtomicUsize, AtomicUsize),
 }
 
 /// A validated configuration with its compiled redactor.
@@ -190,6 +194,7 @@ impl TraceLayerBuilder {
                 head_counter: AtomicU64::new(0),
                 ids: AtomicU64::new(seed),
                 live: AtomicUsize::new(0),
+                size_hint: (AtomicUsize::new(8), AtomicUsize::new(16)),
             }),
         })
     }
@@ -293,8 +298,30 @@ impl Inner {
         TraceId(h.finish() ^ n)
     }
 
+    /// Empty buffers for a new trace, sized from the last finished trace
+    /// within the caps.
+    fn new_buf(&self, limits: &LimitsConfig) -> TraceBuf {
+        let ops = self.size_hint.0.load(Ordering::Relaxed);
+        let steps = self.size_hint.1.load(Ordering::Relaxed);
+        TraceBuf {
+            ops: Vec::with_capacity(ops.clamp(1, limits.max_operations.max(1))),
+            steps: Vec::with_capacity(steps.clamp(1, limits.max_steps.max(1))),
+            ..TraceBuf::default()
+        }
+    }
+
     fn finish(&self, shared: &TraceShared, end: Duration) {
-        let buf = std::mem::take(&mut *shared.buf.lock());
+        let mut buf = std::mem::take(&mut *shared.buf.lock());
+        self.size_hint.0.store(buf.ops.len(), Ordering::Relaxed);
+        self.size_hint.1.store(buf.steps.len(), Ordering::Relaxed);
+        // A stored trace holds little more than it uses, whatever the hint
+        // reserved.
+        if buf.ops.capacity() > 2 * buf.ops.len() + 8 {
+            buf.ops.shrink_to_fit();
+        }
+        if buf.steps.capacity() > 2 * buf.steps.len() + 8 {
+            buf.steps.shrink_to_fit();
+        }
         let status = if buf.failed {
             TraceStatus::Failed
         } else {
@@ -498,6 +525,8 @@ impl TraceBuf {
 /// Collects the fields of a span or event, redacted and capped per value.
 struct Capture<'a> {
     redactor: &'a Redactor,
+    /// Which fields of the callsite being recorded are secrets.
+    mask: FieldMask,
     max_value: usize,
     fields: Fields,
     message: Option<String>,
@@ -511,14 +540,26 @@ impl<'a> Capture<'a> {
     fn new(settings: &'a Settings, n: usize) -> Self {
         Self {
             redactor: &settings.redactor,
+            mask: FieldMask::default(),
             max_value: settings.config.limits.max_value_bytes,
-            fields: Vec::with_capacity(n),
+            fields: crate::value::fields_buf(n),
             message: None,
             step_name: None,
             otel_name: None,
             correlation_id: None,
             error: false,
         }
+    }
+
+    /// Takes the secret field names of `meta`'s callsite from the
+    /// redactor's per-callsite cache.
+    fn at(mut self, meta: &'static Metadata<'static>) -> Self {
+        self.mask = self.redactor.callsite_mask(meta);
+        self
+    }
+
+    fn is_secret(&self, field: &Field) -> bool {
+        self.redactor.is_sensitive_field(&self.mask, field)
     }
 
     fn text(&self, s: &str) -> Value {
@@ -555,7 +596,7 @@ impl<'a> Capture<'a> {
 
     fn push(&mut self, field: &Field, value: Value) {
         let name = field.name();
-        let value = if self.redactor.is_sensitive_field(name) {
+        let value = if self.is_secret(field) {
             Value::Redacted
         } else {
             value
@@ -568,7 +609,7 @@ impl<'a> Capture<'a> {
 
     fn push_text(&mut self, field: &Field, s: &str) {
         let name = field.name();
-        if self.redactor.is_sensitive_field(name) {
+        if self.is_secret(field) {
             self.fields.push((Cow::Borrowed(name), Value::Redacted));
             return;
         }
@@ -653,7 +694,7 @@ impl Visit for Capture<'_> {
         self.push_text(field, &value.to_string());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.redactor.is_sensitive_field(field.name()) {
+        if self.is_secret(field) {
             self.push(field, Value::Redacted);
             return;
         }
@@ -697,7 +738,7 @@ where
                 // A root operation: decide once whether to record it.
                 let settings = self.inner.settings.load_full();
                 if IN_SINK.get() || !sample(&self.inner.head_counter, settings.config.sample_rate) {
-                    let mut c = Capture::new(&settings, 0);
+                    let mut c = Capture::new(&settings, 0).at(meta);
                     attrs.record(&mut c);
                     span.extensions_mut().insert(Unrecorded {
                         id: self.inner.next_id(),
@@ -705,23 +746,20 @@ where
                     });
                     return;
                 }
+                let buf = self.inner.new_buf(&settings.config.limits);
                 let shared = Arc::new(TraceShared {
                     id: self.inner.next_id(),
                     settings,
                     clock: Arc::clone(&self.inner.clock),
                     started: self.inner.clock.now(),
                     started_wall: SystemTime::now(),
-                    buf: Mutex::new(TraceBuf {
-                        ops: Vec::with_capacity(8),
-                        steps: Vec::with_capacity(16),
-                        ..TraceBuf::default()
-                    }),
+                    buf: Mutex::new(buf),
                 });
                 self.inner.live.fetch_add(1, Ordering::AcqRel);
                 (shared, None)
             }
         };
-        let mut c = Capture::new(&trace.settings, meta.fields().len());
+        let mut c = Capture::new(&trace.settings, meta.fields().len()).at(meta);
         attrs.record(&mut c);
         if parent.is_none()
             && let Some(cid) = c.correlation_id.take()
@@ -747,7 +785,7 @@ where
             let mut ext = span.extensions_mut();
             if let Some(u) = ext.get_mut::<Unrecorded>() {
                 let settings = self.inner.settings.load();
-                let mut c = Capture::new(&settings, 0);
+                let mut c = Capture::new(&settings, 0).at(span.metadata());
                 values.record(&mut c);
                 if c.correlation_id.is_some() {
                     u.correlation_id = c.correlation_id;
@@ -755,7 +793,7 @@ where
             }
             return;
         };
-        let mut c = Capture::new(&trace.settings, 2);
+        let mut c = Capture::new(&trace.settings, 2).at(span.metadata());
         values.record(&mut c);
         let max_bytes = trace.limits().max_trace_bytes;
         let is_root = span
@@ -795,7 +833,7 @@ where
             return;
         };
         let meta = event.metadata();
-        let mut c = Capture::new(&rec.trace.settings, meta.fields().len());
+        let mut c = Capture::new(&rec.trace.settings, meta.fields().len()).at(meta);
         event.record(&mut c);
         let name = match (c.message.take(), c.step_name.take()) {
             (_, Some(step)) => Cow::Owned(step),

@@ -1,28 +1,47 @@
 //! Redaction of secrets at capture time: by field name, inside captured text,
 //! and inside structured JSON data.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing::Metadata;
+use tracing::callsite::Identifier;
+use tracing::field::Field;
 
 use crate::config::RedactionConfig;
 
-/// A small per-thread cache of field-name answers, keyed by the address of
-/// the `&'static str` name (field names of a callsite are statics) and the
-/// redactor generation. Keeps name matching off the per-event cost.
+/// One entry of the per-thread callsite cache: which fields of a callsite
+/// (by index, the first 64) are secrets under one compiled redactor.
 #[derive(Clone, Copy)]
 struct CacheEntry {
-    addr: usize,
-    len: usize,
+    /// Address of the callsite's `&'static Metadata` (0: empty).
+    callsite: usize,
     generation: u64,
-    sensitive: bool,
+    sensitive: u64,
 }
 
-const CACHE_SLOTS: usize = 128;
+const EMPTY: CacheEntry = CacheEntry {
+    callsite: 0,
+    generation: 0,
+    sensitive: 0,
+};
+
+/// Sets of the two-way set-associative cache (256 callsites per thread).
+const CACHE_SETS: usize = 128;
 
 thread_local! {
-    static NAME_CACHE: RefCell<[CacheEntry; CACHE_SLOTS]> = const {
-        RefCell::new([CacheEntry { addr: 0, len: 0, generation: 0, sensitive: false }; CACHE_SLOTS])
-    };
+    /// Per-thread answers keyed by callsite identity and redactor
+    /// generation: name matching runs once per callsite, not per field.
+    static CALLSITE_CACHE: [[Cell<CacheEntry>; 2]; CACHE_SETS] =
+        const { [const { [const { Cell::new(EMPTY) }, const { Cell::new(EMPTY) }] }; CACHE_SETS] };
+}
+
+/// Which fields of one callsite are secrets: a bit per field index, answered
+/// from [`Redactor::callsite_mask`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FieldMask {
+    callsite: Option<Identifier>,
+    sensitive: u64,
 }
 
 /// What a redacted value is replaced with.
@@ -111,36 +130,64 @@ impl Redactor {
         }
     }
 
-    /// [`is_sensitive_name`](Self::is_sensitive_name) for a callsite's
-    /// static field name, answered from a per-thread cache.
-    pub(crate) fn is_sensitive_field(&self, name: &'static str) -> bool {
+    /// The sensitive fields of the callsite `meta`, from a per-thread
+    /// cache keyed by the callsite's identity.
+    pub(crate) fn callsite_mask(&self, meta: &'static Metadata<'static>) -> FieldMask {
+        let mut mask = FieldMask {
+            callsite: Some(meta.callsite()),
+            sensitive: 0,
+        };
+        if !self.enabled {
+            return mask;
+        }
+        let key = std::ptr::from_ref(meta).addr();
+        // Fibonacci hashing of the address picks the set (top 7 bits).
+        let h = u64::try_from(key)
+            .unwrap_or_default()
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            >> 57;
+        let set = usize::try_from(h).unwrap_or_default() % CACHE_SETS;
+        let hit = CALLSITE_CACHE.with(|c| {
+            let ways = &c[set];
+            ways.iter().find_map(|w| {
+                let e = w.get();
+                (e.callsite == key && e.generation == self.generation).then_some(e.sensitive)
+            })
+        });
+        mask.sensitive = match hit {
+            Some(bits) => bits,
+            None => {
+                let bits = meta
+                    .fields()
+                    .iter()
+                    .filter(|f| f.index() < 64 && self.is_sensitive_name(f.name()))
+                    .fold(0u64, |acc, f| acc | (1 << f.index()));
+                CALLSITE_CACHE.with(|c| {
+                    // The most recent entry goes to way 0; way 0 moves to way 1.
+                    let ways = &c[set];
+                    ways[1].set(ways[0].get());
+                    ways[0].set(CacheEntry {
+                        callsite: key,
+                        generation: self.generation,
+                        sensitive: bits,
+                    });
+                });
+                bits
+            }
+        };
+        mask
+    }
+
+    /// Whether `field` must be redacted: from `mask` when the field belongs
+    /// to its callsite, by name otherwise.
+    pub(crate) fn is_sensitive_field(&self, mask: &FieldMask, field: &Field) -> bool {
         if !self.enabled {
             return false;
         }
-        let addr = name.as_ptr().addr();
-        let slot = ((addr >> 3) ^ name.len()) % CACHE_SLOTS;
-        let cached = NAME_CACHE.with(|c| {
-            c.try_borrow().ok().and_then(|c| {
-                let e = c[slot];
-                (e.addr == addr && e.len == name.len() && e.generation == self.generation)
-                    .then_some(e.sensitive)
-            })
-        });
-        if let Some(sensitive) = cached {
-            return sensitive;
+        if field.index() < 64 && mask.callsite.as_ref() == Some(&field.callsite()) {
+            return mask.sensitive & (1 << field.index()) != 0;
         }
-        let sensitive = self.is_sensitive_name(name);
-        NAME_CACHE.with(|c| {
-            if let Ok(mut c) = c.try_borrow_mut() {
-                c[slot] = CacheEntry {
-                    addr,
-                    len: name.len(),
-                    generation: self.generation,
-                    sensitive,
-                };
-            }
-        });
-        sensitive
+        self.is_sensitive_name(field.name())
     }
 
     /// Whether a field with this name must be redacted.

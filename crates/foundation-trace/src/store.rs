@@ -99,16 +99,22 @@ impl TraceStore {
             return None;
         }
         let trace = Arc::new(trace);
-        let evicted = {
+        // The evicted trace is freed after the lock is released, so readers
+        // and other finishing traces do not wait for its deallocation.
+        let (evicted, oldest) = {
             let mut q = buf.lock();
             let mut evicted = 0;
+            let mut oldest = None;
             while q.len() >= cap {
-                q.pop_front();
+                oldest = q.pop_front();
                 evicted += 1;
             }
             q.push_back(Arc::clone(&trace));
-            evicted
+            (evicted, oldest)
         };
+        if let Some(t) = oldest.and_then(Arc::into_inner) {
+            crate::value::recycle(t);
+        }
         inner.kept.fetch_add(1, Ordering::Relaxed);
         inner.evicted.fetch_add(evicted, Ordering::Relaxed);
         Some(trace)

@@ -143,6 +143,39 @@ fn redaction_can_be_turned_off_for_local_debugging() {
     );
 }
 
+/// One callsite recorded under different redaction settings on one thread:
+/// the per-callsite answer of one configuration is never reused by another.
+#[test]
+fn the_same_callsite_follows_each_configuration() {
+    fn step(cid: &str) {
+        let _g = info_span!("r", correlation_id = cid).entered();
+        tracing::info!(ssn = "123-45-6789", model = "m", "x");
+    }
+    let strict =
+        TraceConfig::default().with_redaction(RedactionConfig::default().with_field_pattern("ssn"));
+    let (d, h) = dispatch(TraceConfig::default());
+    with(&d, || step("before"));
+    h.reconfigure(strict.clone()).unwrap();
+    with(&d, || step("after"));
+    let (d2, h2) = dispatch(TraceConfig::default());
+    with(&d2, || step("other layer"));
+    let (d3, h3) = dispatch(strict);
+    with(&d3, || step("strict layer"));
+
+    let ssn = |h: &foundation_trace::TraceHandle, cid: &str| {
+        h.store().find(cid).unwrap().steps[0].field("ssn").cloned()
+    };
+    let plain = Some(Value::Str("123-45-6789".into()));
+    assert_eq!(ssn(&h, "before"), plain);
+    assert_eq!(ssn(&h, "after"), Some(Value::Redacted));
+    assert_eq!(ssn(&h2, "other layer"), plain);
+    assert_eq!(ssn(&h3, "strict layer"), Some(Value::Redacted));
+    assert_eq!(
+        h3.store().find("strict layer").unwrap().steps[0].field("model"),
+        Some(&Value::Str("m".into()))
+    );
+}
+
 trait InstrumentIn: std::future::Future + Sized {
     fn instrument_in(self, span: &tracing::Span) -> tracing::instrument::Instrumented<Self> {
         tracing::Instrument::instrument(self, span.clone())

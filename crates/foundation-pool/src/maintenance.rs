@@ -201,7 +201,7 @@ pub(crate) fn reap<M: Manager>(inner: &PoolInner<M>) {
         }
         if let Some(limit) = cfg.health.idle_timeout
             && size > cfg.min_size
-            && now.saturating_duration_since(entry.last_used) >= limit
+            && now.saturating_duration_since(entry.last_used()) >= limit
         {
             idle += 1;
             size = size.saturating_sub(1);
@@ -250,7 +250,7 @@ pub(crate) async fn check_idle<M: Manager + 'static>(inner: &PoolInner<M>) {
                     drop(Object::take(obj));
                     return None;
                 }
-                if now.saturating_duration_since(obj.last_checked) < due_after {
+                if now.saturating_duration_since(obj.last_checked()) < due_after {
                     return Some((obj, true));
                 }
                 let metrics = *Object::metrics(&obj);

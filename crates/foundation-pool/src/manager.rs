@@ -24,18 +24,93 @@ pub(crate) struct Entry<T> {
     /// Held per object rather than per checkout, so that checkouts and
     /// returns do not touch a shared reference count.
     pub(crate) shared: Arc<Shared>,
-    pub(crate) created: Instant,
-    pub(crate) last_used: Instant,
-    pub(crate) last_checked: Instant,
-    /// How long the creation took (the wait of the checkout that created it).
-    pub(crate) create_took: Duration,
+    // Instants are kept as nanoseconds after the pool's base instant (see
+    // `Shared::instant_at`): half the size of an `Instant`, which matters
+    // because deadpool moves the entry on every checkout and return, and
+    // a return records `last_used` from the coarse clock without clock
+    // arithmetic.
+    created: u64,
+    pub(crate) last_used: u64,
+    last_checked: u64,
+    /// How long the creation took in nanoseconds (the wait of the checkout
+    /// that created it).
+    create_took: u64,
+    /// Cached [`attention_at`](Self::attention_at) of a recycled object, in
+    /// nanoseconds after the base instant (`u64::MAX`: never), valid while
+    /// `attention_epoch` equals the config epoch.
+    attention: u64,
+    /// Config epoch `attention` was computed under (`u64::MAX`: stale).
+    attention_epoch: u64,
 }
 
 // === impl Entry ===
 
 impl<T> Entry<T> {
     pub(crate) fn expired(&self, now: Instant, max_lifetime: Option<Duration>) -> bool {
-        max_lifetime.is_some_and(|l| now.saturating_duration_since(self.created) >= l)
+        max_lifetime.is_some_and(|l| now.saturating_duration_since(self.created()) >= l)
+    }
+
+    /// When this object was created.
+    pub(crate) fn created(&self) -> Instant {
+        self.shared.instant_at(self.created)
+    }
+
+    /// When this object last passed its check (or was created).
+    pub(crate) fn last_checked(&self) -> Instant {
+        self.shared.instant_at(self.last_checked)
+    }
+
+    /// Records a passed check at `now`.
+    pub(crate) fn checked_at(&mut self, now: Instant) {
+        self.last_checked = self.shared.nanos_at(now);
+        self.invalidate_attention();
+    }
+
+    /// How long the creation took.
+    pub(crate) fn create_took(&self) -> Duration {
+        Duration::from_nanos(self.create_took)
+    }
+
+    /// When this object was last returned.
+    pub(crate) fn last_used(&self) -> Instant {
+        self.shared.instant_at(self.last_used)
+    }
+
+    /// Forgets the cached attention instant (its inputs changed).
+    pub(crate) fn invalidate_attention(&mut self) {
+        self.attention_epoch = u64::MAX;
+    }
+
+    /// [`attention_at`](Self::attention_at) with the live config, in
+    /// nanoseconds after the base instant (`u64::MAX`: never). For a
+    /// recycled object (`fresh == false`) it includes the check due and is
+    /// cached until the config or the object's last check changes, so the
+    /// common checkout does no clock arithmetic; a fresh object needs no
+    /// check, only its lifetime counts.
+    pub(crate) fn attention_nanos(&mut self, fresh: bool) -> u64 {
+        let hot = &self.shared.hot;
+        let epoch = hot.epoch();
+        if !fresh && self.attention_epoch == epoch {
+            return self.attention;
+        }
+        let at = self.attention_at(
+            hot.max_lifetime(),
+            (!fresh).then(|| hot.check_after()).flatten(),
+        );
+        let nanos = at.map_or(u64::MAX, |t| self.shared.nanos_at(t));
+        if !fresh {
+            self.attention = nanos;
+            self.attention_epoch = epoch;
+        }
+        nanos
+    }
+
+    /// Whether the object is surely within its lifetime at `now` (nanoseconds
+    /// after the base instant), judged from the cached attention instant
+    /// (which is never later than the end of the lifetime); `false` means
+    /// "look with the clock".
+    pub(crate) fn surely_alive_at(&self, now: u64) -> bool {
+        self.attention_epoch == self.shared.hot.epoch() && now < self.attention
     }
 
     /// The first instant at which this object needs attention on checkout
@@ -45,8 +120,8 @@ impl<T> Entry<T> {
         max_lifetime: Option<Duration>,
         check_after: Option<Duration>,
     ) -> Option<Instant> {
-        let lifetime = max_lifetime.and_then(|l| self.created.checked_add(l));
-        let check = check_after.and_then(|a| self.last_checked.checked_add(a));
+        let lifetime = max_lifetime.and_then(|l| self.created().checked_add(l));
+        let check = check_after.and_then(|a| self.last_checked().checked_add(a));
         match (lifetime, check) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -101,7 +176,7 @@ impl<M: Manager> Adapter<M> {
             Ok(Ok(()))
         );
         if ok {
-            entry.last_checked = Instant::now();
+            entry.checked_at(Instant::now());
         }
         ok
     }
@@ -139,10 +214,13 @@ impl<M: Manager> managed::Manager for Adapter<M> {
                 Ok(Entry {
                     obj,
                     shared: Arc::clone(&self.shared),
-                    created: now,
-                    last_used: now,
-                    last_checked: now,
-                    create_took: now.saturating_duration_since(began),
+                    created: shared.nanos_at(now),
+                    last_used: shared.nanos_at(now),
+                    last_checked: shared.nanos_at(now),
+                    create_took: u64::try_from(now.saturating_duration_since(began).as_nanos())
+                        .unwrap_or(u64::MAX),
+                    attention: u64::MAX,
+                    attention_epoch: u64::MAX,
                 })
             }
             Ok(Err(e)) => {

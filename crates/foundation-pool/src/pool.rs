@@ -289,17 +289,21 @@ impl<M: Manager> ElasticPool<M> {
     ///
     /// # Errors
     /// See [`PoolError`].
-    pub async fn get(&self) -> Result<Pooled<M>, PoolError<M::Error>> {
-        self.checkout(Deadline::In(self.inner.shared.hot.checkout_timeout()))
-            .await
+    // Not an `async fn`: returning the checkout future itself spares the
+    // fast path a wrapper future and the copy that moving it in costs.
+    pub fn get(&self) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + '_ {
+        self.checkout(Deadline::Configured)
     }
 
     /// Checks out an object within `timeout`.
     ///
     /// # Errors
     /// See [`PoolError`].
-    pub async fn get_timeout(&self, timeout: Duration) -> Result<Pooled<M>, PoolError<M::Error>> {
-        self.checkout(Deadline::In(timeout)).await
+    pub fn get_timeout(
+        &self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + '_ {
+        self.checkout(Deadline::In(timeout))
     }
 
     /// Checks out an object before `deadline`, failing fast when the deadline
@@ -312,8 +316,11 @@ impl<M: Manager> ElasticPool<M> {
     ///
     /// # Errors
     /// See [`PoolError`].
-    pub async fn get_until(&self, deadline: Instant) -> Result<Pooled<M>, PoolError<M::Error>> {
-        self.checkout(Deadline::At(deadline)).await
+    pub fn get_until(
+        &self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + '_ {
+        self.checkout(Deadline::At(deadline))
     }
 
     async fn checkout(&self, deadline: Deadline) -> Result<Pooled<M>, PoolError<M::Error>> {
@@ -327,7 +334,7 @@ impl<M: Manager> ElasticPool<M> {
             // Closed objects are replaced within the same deadline.
             if std::mem::replace(&mut retry, true) {
                 let start = *started.get_or_insert_with(Instant::now);
-                if Instant::now() >= deadline.resolve(start) {
+                if Instant::now() >= deadline.resolve(start, shared) {
                     shared.metrics.timeouts.increment(1);
                     return Err(PoolError::Timeout {
                         waited: start.elapsed(),
@@ -341,7 +348,7 @@ impl<M: Manager> ElasticPool<M> {
             let got = match self.inner.pool.timeout_get(&NOW).await {
                 Err(managed::PoolError::Timeout(_)) => {
                     let start = *started.get_or_insert_with(Instant::now);
-                    let at = deadline.resolve(start);
+                    let at = deadline.resolve(start, shared);
                     if let Some(err) = self.admission(start, at) {
                         return Err(err);
                     }
@@ -367,11 +374,7 @@ impl<M: Manager> ElasticPool<M> {
             // objects taken from the idle queue): its wait was its creation,
             // and a check would be redundant.
             let fresh = Object::metrics(&obj).recycle_count == 0;
-            let hot = &shared.hot;
-            let attention = obj.attention_at(
-                hot.max_lifetime(),
-                (!fresh).then(|| hot.check_after()).flatten(),
-            );
+            let attention = obj.attention_nanos(fresh);
             let sample = crate::shared::sample_hold();
             if sample {
                 // The fast path never waits, so it takes part in tokio's
@@ -386,6 +389,7 @@ impl<M: Manager> ElasticPool<M> {
                 shared.check_coarse(now);
             }
             if let Some(now) = now {
+                let hot = &shared.hot;
                 if obj.expired(now, hot.max_lifetime()) {
                     shared.closed(CloseReason::MaxLifetime);
                     drop(Object::take(obj));
@@ -393,7 +397,7 @@ impl<M: Manager> ElasticPool<M> {
                 }
                 let due = !fresh
                     && hot.check_after().is_some_and(|after| {
-                        now.saturating_duration_since(obj.last_checked) >= after
+                        now.saturating_duration_since(obj.last_checked()) >= after
                     });
                 if due {
                     let metrics = *Object::metrics(&obj);
@@ -407,7 +411,7 @@ impl<M: Manager> ElasticPool<M> {
             }
             let waited = match (queued, started, now) {
                 (true, Some(s), Some(n)) => n.saturating_duration_since(s),
-                _ if fresh => obj.create_took,
+                _ if fresh => obj.create_took(),
                 _ => Duration::ZERO,
             };
             shared.record_wait(waited, queued);
@@ -565,14 +569,21 @@ impl<M: Manager> ElasticPool<M> {
 enum Deadline {
     At(Instant),
     In(Duration),
+    /// The configured `checkout_timeout`, read only if needed.
+    Configured,
 }
 
 impl Deadline {
-    fn resolve(self, start: Instant) -> Instant {
-        match self {
-            Self::At(t) => t,
-            Self::In(d) => start + d,
-        }
+    fn resolve(self, start: Instant, shared: &Shared) -> Instant {
+        let after = match self {
+            Self::At(t) => return t,
+            Self::In(d) => d,
+            Self::Configured => shared.hot.checkout_timeout(),
+        };
+        // A timeout too large to represent is as good as none.
+        start
+            .checked_add(after)
+            .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 24 * 3600))
     }
 }
 
@@ -662,15 +673,18 @@ impl<M: Manager> Drop for Pooled<M> {
                     shared.record_hold(now.saturating_duration_since(since));
                 }
                 shared.check_coarse(now);
-                now
+                shared.nanos_at(now)
             }
         };
         let reason = self
             .discard
             .or_else(|| std::thread::panicking().then_some(CloseReason::OperationAborted))
             .or_else(|| {
-                obj.expired(now, shared.hot.max_lifetime())
-                    .then_some(CloseReason::MaxLifetime)
+                // The cached attention instant spares the clock arithmetic
+                // in the common case.
+                (!obj.surely_alive_at(now)
+                    && obj.expired(shared.instant_at(now), shared.hot.max_lifetime()))
+                .then_some(CloseReason::MaxLifetime)
             });
         if let Some(reason) = reason {
             obj.shared.closed(reason);

@@ -166,6 +166,9 @@ pub(crate) struct Hot {
     /// Nanoseconds; `u64::MAX` = never.
     check_after: AtomicU64,
     checkout_timeout: AtomicU64,
+    /// Bumped after every change of the values above, so that values derived
+    /// from them can be cached (see `Entry::attention_nanos`).
+    epoch: AtomicU64,
 }
 
 fn nanos(d: Option<Duration>) -> u64 {
@@ -186,6 +189,7 @@ impl Hot {
             max_lifetime: AtomicU64::new(0),
             check_after: AtomicU64::new(0),
             checkout_timeout: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
         };
         h.store(cfg);
         h
@@ -198,6 +202,11 @@ impl Hot {
             .store(nanos(cfg.health.check_on_checkout_after), Ordering::Relaxed);
         self.checkout_timeout
             .store(nanos(Some(cfg.checkout_timeout)), Ordering::Relaxed);
+    }
+
+    /// The config epoch (see the field).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     pub(crate) fn max_lifetime(&self) -> Option<Duration> {
@@ -270,12 +279,9 @@ impl Shared {
     /// Called on each controller tick: until `now + margin`, checkouts may
     /// trust that nothing whose attention instant lies later needs a look.
     pub(crate) fn tick_coarse(&self, now: Instant, margin: Duration) {
-        let nanos = |t: Instant| {
-            u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1)
-        };
-        self.tick_at.store(nanos(now), Ordering::Release);
+        self.tick_at.store(self.nanos_at(now), Ordering::Release);
         self.coarse_until
-            .store(nanos(now + margin), Ordering::Release);
+            .store(self.nanos_at(now + margin), Ordering::Release);
     }
 
     /// Forgets the coarse clock (tasks stopped).
@@ -284,30 +290,41 @@ impl Shared {
         self.tick_at.store(u64::MAX, Ordering::Release);
     }
 
-    /// The last tick, a lower bound of the clock good to a tick: what a
-    /// return records as "last used" without reading the clock. `None`
-    /// while the coarse clock is unknown.
-    pub(crate) fn coarse_now(&self) -> Option<Instant> {
+    /// The last tick in nanoseconds after the base instant, a lower bound of
+    /// the clock good to a tick: what a return records as "last used"
+    /// without reading the clock. `None` while the coarse clock is unknown.
+    pub(crate) fn coarse_now(&self) -> Option<u64> {
         let until = self.coarse_until.load(Ordering::Acquire);
         let at = self.tick_at.load(Ordering::Acquire);
-        (until != u64::MAX && at != u64::MAX).then(|| self.base + Duration::from_nanos(at))
+        (until != u64::MAX && at != u64::MAX).then_some(at)
     }
 
-    /// Whether an object needing attention at `attention` surely does not
-    /// need it yet, judged without reading the clock.
-    pub(crate) fn clear_until(&self, attention: Option<Instant>) -> bool {
-        let Some(attention) = attention else {
+    /// `t` in nanoseconds after the base instant (saturating).
+    pub(crate) fn nanos_at(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// The instant `nanos` after the base instant.
+    pub(crate) fn instant_at(&self, nanos: u64) -> Instant {
+        self.base + Duration::from_nanos(nanos)
+    }
+
+    /// Whether an object needing attention at `attention` (nanoseconds after
+    /// the base instant, `u64::MAX`: never) surely does not need it yet,
+    /// judged without reading the clock.
+    pub(crate) fn clear_until(&self, attention: u64) -> bool {
+        if attention == u64::MAX {
             return true;
-        };
+        }
         let until = self.coarse_until.load(Ordering::Acquire);
-        until != u64::MAX && self.base + Duration::from_nanos(until) < attention
+        until != u64::MAX && until < attention
     }
 
     /// Called with a real clock reading: a coarse clock that fell behind
     /// (its task stopped or starved) is dropped until the next tick.
     pub(crate) fn check_coarse(&self, now: Instant) {
         let until = self.coarse_until.load(Ordering::Relaxed);
-        if until != u64::MAX && self.base + Duration::from_nanos(until) < now {
+        if until != u64::MAX && until < self.nanos_at(now) {
             self.invalidate_coarse();
         }
     }
@@ -328,6 +345,9 @@ impl Shared {
         self.hot
             .checkout_timeout
             .store(hot.checkout_timeout.into_inner(), Ordering::Relaxed);
+        // Wrapping is harmless; `u64::MAX` is the entries' "stale" marker.
+        let next = self.hot.epoch().wrapping_add(1) % u64::MAX;
+        self.hot.epoch.store(next, Ordering::Release);
         Ok(())
     }
 

@@ -575,3 +575,45 @@ async fn queue_mode_picks_the_idle_object() {
         }
     }
 }
+
+/// Checkouts cache when an object next needs attention; a reconfiguration
+/// (lifetime or check interval) must still apply to objects whose cached
+/// value predates it.
+#[tokio::test(start_paused = true)]
+async fn reconfigured_lifetime_and_checks_apply_to_objects_seen_before() {
+    let (p, m) = pool(1, 1);
+    let mut cfg = (*p.config()).clone();
+    cfg.health.check_on_checkout_after = None;
+    cfg.health.check_interval = Duration::from_secs(600);
+    p.reconfigure(cfg).unwrap();
+    p.start().unwrap();
+    run_for(Duration::from_millis(50)).await;
+    for _ in 0..3 {
+        assert_eq!(p.get().await.unwrap().id, 0);
+    }
+    // A check that comes due after the object was cached: the broken object
+    // is checked and replaced, never handed out.
+    m.script.break_all_live([0]);
+    let mut cfg = (*p.config()).clone();
+    cfg.health.check_on_checkout_after = Some(Duration::from_secs(1));
+    p.reconfigure(cfg).unwrap();
+    run_for(Duration::from_millis(1_500)).await;
+    let c = p.get().await.unwrap();
+    assert_eq!(c.id, 1, "broken object handed out after reconfiguration");
+    drop(c);
+    for _ in 0..3 {
+        assert_eq!(p.get().await.unwrap().id, 1);
+    }
+    // A lifetime set after the object was cached ends it on the next return.
+    let mut cfg = (*p.config()).clone();
+    cfg.health.max_lifetime = Some(Duration::from_secs(2));
+    cfg.health.check_on_checkout_after = None;
+    p.reconfigure(cfg).unwrap();
+    let c = p.get().await.unwrap();
+    assert_eq!(c.id, 1);
+    run_for(Duration::from_secs(3)).await;
+    drop(c);
+    run_for(Duration::from_millis(200)).await;
+    let c = p.get().await.unwrap();
+    assert_eq!(c.id, 2, "object past its new lifetime handed out");
+}

@@ -39,8 +39,25 @@ fn two_dims() -> LimiterConfig {
     ))
 }
 
-fn single_dim_system_clock(c: &mut Criterion) {
-    let mut g = c.benchmark_group("ratelimit_single_dim_system_clock");
+/// The configuration users get by default on both sides: `RateLimiter::try_new`
+/// (with the default `quanta` feature its clock is `QuantaClock`) against
+/// `governor::RateLimiter::direct` (its default clock is quanta's too).
+fn single_dim_default_clock(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ratelimit_single_dim_default_clock");
+    let ours = RateLimiter::try_new(one_dim()).unwrap();
+    let one = Charge::from([1]);
+    g.bench_function("foundation", |b| {
+        b.iter(|| black_box(ours.check(black_box(one))).unwrap())
+    });
+    let gov = Governor::direct(quota());
+    g.bench_function("governor", |b| b.iter(|| black_box(gov.check()).unwrap()));
+    g.finish();
+}
+
+/// Both on the OS monotonic clock (`std::time::Instant`): our `SystemClock`
+/// against governor's `MonotonicClock`.
+fn single_dim_std_instant(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ratelimit_single_dim_std_instant");
     let ours = RateLimiter::builder(one_dim())
         .with_clock(SystemClock)
         .build()
@@ -49,14 +66,8 @@ fn single_dim_system_clock(c: &mut Criterion) {
     g.bench_function("foundation", |b| {
         b.iter(|| black_box(ours.check(black_box(one))).unwrap())
     });
-    // governor's default clock (quanta, TSC-based).
-    let gov = Governor::direct(quota());
+    let gov = Governor::direct_with_clock(quota(), MonotonicClock);
     g.bench_function("governor", |b| b.iter(|| black_box(gov.check()).unwrap()));
-    // governor on std's Instant, the same clock source as SystemClock.
-    let gov_mono = Governor::direct_with_clock(quota(), MonotonicClock);
-    g.bench_function("governor_monotonic", |b| {
-        b.iter(|| black_box(gov_mono.check()).unwrap())
-    });
     g.finish();
 }
 
@@ -87,10 +98,8 @@ fn single_dim_manual_clock(c: &mut Criterion) {
 
 fn two_dims_check(c: &mut Criterion) {
     let mut g = c.benchmark_group("ratelimit_two_dims");
-    let ours = RateLimiter::builder(two_dims())
-        .with_clock(SystemClock)
-        .build()
-        .unwrap();
+    // Default clocks on both sides, as in `single_dim_default_clock`.
+    let ours = RateLimiter::try_new(two_dims()).unwrap();
     let charge = Charge::from([1, 1_500]);
     g.bench_function("foundation", |b| {
         b.iter(|| black_box(ours.check(black_box(charge))).unwrap())
@@ -102,10 +111,8 @@ fn two_dims_check(c: &mut Criterion) {
 
 fn keyed(c: &mut Criterion) {
     let mut g = c.benchmark_group("ratelimit_keyed");
-    let ours: KeyedRateLimiter<u64> = KeyedRateLimiter::builder(one_dim())
-        .with_clock(SystemClock)
-        .build()
-        .unwrap();
+    // Default clocks on both sides.
+    let ours: KeyedRateLimiter<u64> = KeyedRateLimiter::try_new(one_dim()).unwrap();
     let gov = Governor::keyed(quota());
     let one = Charge::from([1]);
     for k in 0..1_000u64 {
@@ -196,7 +203,8 @@ fn acquire_contended(c: &mut Criterion) {
 
 criterion_group!(
     benches,
-    single_dim_system_clock,
+    single_dim_default_clock,
+    single_dim_std_instant,
     single_dim_manual_clock,
     two_dims_check,
     keyed,

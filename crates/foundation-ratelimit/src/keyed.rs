@@ -80,7 +80,8 @@ impl<K> Clone for KeyedRateLimiter<K> {
 #[must_use]
 pub struct KeyedBuilder<K> {
     config: LimiterConfig,
-    time: TimeSource,
+    /// `None`: the default clock, created at `build`.
+    time: Option<TimeSource>,
     max_keys: usize,
     shards: usize,
     sweep_every: u64,
@@ -90,9 +91,9 @@ pub struct KeyedBuilder<K> {
 // === impl KeyedBuilder ===
 
 impl<K: Hash + Eq + Clone> KeyedBuilder<K> {
-    /// Reads time from `clock` (default: the system clock).
+    /// Reads time from `clock` (default: as [`RateLimiter::builder`](crate::RateLimiter::builder)).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.time = TimeSource::of(clock);
+        self.time = Some(TimeSource::of(clock));
         self
     }
 
@@ -119,7 +120,8 @@ impl<K: Hash + Eq + Clone> KeyedBuilder<K> {
     /// # Errors
     /// The configuration's validation errors.
     pub fn build(self) -> Result<KeyedRateLimiter<K>, ConfigError> {
-        let shared = Arc::new(Shared::new(self.config, self.time)?);
+        let time = self.time.unwrap_or_else(TimeSource::default_clock);
+        let shared = Arc::new(Shared::new(self.config, time)?);
         let shards = (0..self.shards)
             .map(|_| RwLock::new(HashMap::with_hasher(RandomState::new())))
             .collect();
@@ -140,7 +142,7 @@ impl<K: Hash + Eq + Clone> KeyedBuilder<K> {
 // === impl KeyedRateLimiter ===
 
 impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
-    /// A keyed limiter on the system clock with default bounds.
+    /// A keyed limiter on the default clock (see [`RateLimiter::try_new`](crate::RateLimiter::try_new)) with default bounds.
     ///
     /// # Errors
     /// The configuration's validation errors.
@@ -153,7 +155,7 @@ impl<K: Hash + Eq + Clone> KeyedRateLimiter<K> {
         let cpus = std::thread::available_parallelism().map_or(4, std::num::NonZero::get);
         KeyedBuilder {
             config,
-            time: TimeSource::System,
+            time: None,
             max_keys: 1_000_000,
             shards: (cpus * 4).max(8).next_power_of_two(),
             sweep_every: 4096,

@@ -51,6 +51,9 @@
 //!
 //! # Feature flags
 //!
+//! - `quanta` (default): [`QuantaClock`], a TSC-based clock read directly by
+//!   the limiter, as its default clock (the clock governor uses by default).
+//!   Without it the default is `foundation_core::SystemClock`.
 //! - `tower`: [`tower::RateLimitLayer`], whose clones share one limiter.
 //! - `redis`: [`redis::RedisRateLimiter`], the same atomic multi-dimension
 //!   semantics across processes (one Lua script per decision).
@@ -84,3 +87,5 @@ pub use headers::RateLimitInfo;
 pub use keyed::{KeyedBuilder, KeyedRateLimiter};
 pub use limiter::{Builder, DimensionStatus, RateLimiter, Snapshot};
 pub use permit::Permit;
+#[cfg(feature = "quanta")]
+pub use time::QuantaClock;

@@ -277,7 +277,9 @@ impl State {
 // === impl RateLimiter ===
 
 impl RateLimiter {
-    /// A limiter from a configuration on the system clock.
+    /// A limiter from a configuration on the default clock:
+    /// `QuantaClock` with the `quanta` feature (on by
+    /// default), else [`SystemClock`](foundation_core::SystemClock).
     ///
     /// # Errors
     /// The configuration's validation errors, each naming its field.
@@ -287,10 +289,7 @@ impl RateLimiter {
 
     /// A builder, to choose the clock.
     pub fn builder(config: LimiterConfig) -> Builder {
-        Builder {
-            config,
-            time: TimeSource::System,
-        }
+        Builder { config, time: None }
     }
 
     pub(crate) fn from_parts(shared: Arc<Shared>) -> Self {
@@ -772,23 +771,27 @@ impl fmt::Debug for RateLimiter {
 #[must_use]
 pub struct Builder {
     config: LimiterConfig,
-    time: TimeSource,
+    /// `None`: the default clock, created at `build` (so choosing another
+    /// clock never pays quanta's calibration).
+    time: Option<TimeSource>,
 }
 
 // === impl Builder ===
 
 impl Builder {
-    /// Reads time from `clock` (default [`SystemClock`](foundation_core::SystemClock)). Use `TokioClock` so
+    /// Reads time from `clock` (default `QuantaClock`
+    /// with the `quanta` feature, else
+    /// [`SystemClock`](foundation_core::SystemClock)). Use `TokioClock` so
     /// that `acquire` agrees with tokio's paused time in tests, or
     /// `ManualClock` for deterministic synchronous tests.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.time = TimeSource::of(clock);
+        self.time = Some(TimeSource::of(clock));
         self
     }
 
     /// Reads time from a shared clock.
     pub fn with_shared_clock(mut self, clock: SharedClock) -> Self {
-        self.time = TimeSource::shared(clock);
+        self.time = Some(TimeSource::shared(clock));
         self
     }
 
@@ -797,9 +800,10 @@ impl Builder {
     /// # Errors
     /// The configuration's validation errors, each naming its field.
     pub fn build(self) -> Result<RateLimiter, ConfigError> {
+        let time = self.time.unwrap_or_else(TimeSource::default_clock);
         Ok(RateLimiter::from_parts(Arc::new(Shared::new(
             self.config,
-            self.time,
+            time,
         )?)))
     }
 }

@@ -87,12 +87,18 @@ impl<T> Entry<T> {
     /// cached until the config or the object's last check changes, so the
     /// common checkout does no clock arithmetic; a fresh object needs no
     /// check, only its lifetime counts.
+    #[inline]
     pub(crate) fn attention_nanos(&mut self, fresh: bool) -> u64 {
-        let hot = &self.shared.hot;
-        let epoch = hot.epoch();
-        if !fresh && self.attention_epoch == epoch {
+        if !fresh && self.attention_epoch == self.shared.hot.epoch() {
             return self.attention;
         }
+        self.compute_attention(fresh)
+    }
+
+    #[inline(never)]
+    fn compute_attention(&mut self, fresh: bool) -> u64 {
+        let hot = &self.shared.hot;
+        let epoch = hot.epoch();
         let at = self.attention_at(
             hot.max_lifetime(),
             (!fresh).then(|| hot.check_after()).flatten(),
@@ -109,6 +115,7 @@ impl<T> Entry<T> {
     /// after the base instant), judged from the cached attention instant
     /// (which is never later than the end of the lifetime); `false` means
     /// "look with the clock".
+    #[inline]
     pub(crate) fn surely_alive_at(&self, now: u64) -> bool {
         self.attention_epoch == self.shared.hot.epoch() && now < self.attention
     }

@@ -345,7 +345,8 @@ impl<M: Manager> ElasticPool<M> {
             // Only when that fails does the checkout decide whether waiting
             // can pay off.
             let mut queued = false;
-            let got = match self.inner.pool.timeout_get(&NOW).await {
+            let mut obj = match self.inner.pool.timeout_get(&NOW).await {
+                Ok(obj) => obj,
                 Err(managed::PoolError::Timeout(_)) => {
                     let start = *started.get_or_insert_with(Instant::now);
                     let at = deadline.resolve(start, shared);
@@ -355,28 +356,29 @@ impl<M: Manager> ElasticPool<M> {
                     queued = true;
                     // Boxed: the queued path is the rare one, and keeping its
                     // timer out of this future keeps the fast path's future
-                    // small (it is moved on every checkout).
-                    Box::pin(tokio::time::timeout_at(at, self.inner.pool.get())).await
+                    // small (it is moved on every checkout). Matched apart
+                    // from the fast path's result so that the object is not
+                    // moved through nested results.
+                    match Box::pin(tokio::time::timeout_at(at, self.inner.pool.get())).await {
+                        Ok(Ok(obj)) => obj,
+                        Ok(Err(e)) => return Err(self.map_error(e)),
+                        Err(_) => {
+                            shared.metrics.timeouts.increment(1);
+                            return Err(PoolError::Timeout {
+                                waited: start.elapsed(),
+                            });
+                        }
+                    }
                 }
-                other => Ok(other),
-            };
-            let mut obj = match got {
-                Ok(Ok(obj)) => obj,
-                Ok(Err(e)) => return Err(self.map_error(e)),
-                Err(_) => {
-                    shared.metrics.timeouts.increment(1);
-                    return Err(PoolError::Timeout {
-                        waited: started.map_or(Duration::ZERO, |s| s.elapsed()),
-                    });
-                }
+                Err(e) => return Err(self.map_error(e)),
             };
             // Created by this very checkout (deadpool counts recycles of
             // objects taken from the idle queue): its wait was its creation,
             // and a check would be redundant.
             let fresh = Object::metrics(&obj).recycle_count == 0;
             let attention = obj.attention_nanos(fresh);
-            let sample = crate::shared::sample_hold();
-            if sample {
+            let n = crate::shared::checkout_tick();
+            if n.is_multiple_of(8) {
                 // The fast path never waits, so it takes part in tokio's
                 // cooperative scheduling explicitly, on every 8th checkout: a
                 // task looping over checkouts still yields now and then (as
@@ -384,6 +386,10 @@ impl<M: Manager> ElasticPool<M> {
                 // get to run, at an eighth of the cost.
                 tokio::task::coop::consume_budget().await;
             }
+            // Every 32nd checkout per thread (the first one always, so that
+            // predictions start early) samples its hold time: two clock
+            // readings, which the others are spared.
+            let sample = n.is_multiple_of(32);
             let now = (queued || sample || !shared.clear_until(attention)).then(Instant::now);
             if let Some(now) = now {
                 shared.check_coarse(now);
@@ -657,7 +663,8 @@ impl<M: Manager> DerefMut for Pooled<M> {
 
 impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
-        let Some(mut obj) = self.obj.take() else {
+        // Worked on in place: moving the object out costs a copy of it.
+        let Some(obj) = self.obj.as_mut() else {
             return;
         };
         let shared = &obj.shared;
@@ -687,11 +694,14 @@ impl<M: Manager> Drop for Pooled<M> {
                 .then_some(CloseReason::MaxLifetime)
             });
         if let Some(reason) = reason {
-            obj.shared.closed(reason);
-            drop(Object::take(obj));
+            if let Some(obj) = self.obj.take() {
+                let entry = Object::take(obj);
+                entry.shared.closed(reason);
+            }
         } else {
             obj.last_used = now;
-            drop(obj);
+            // Dropped in place: deadpool takes it back.
+            self.obj = None;
         }
     }
 }

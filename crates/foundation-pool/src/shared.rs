@@ -205,6 +205,7 @@ impl Hot {
     }
 
     /// The config epoch (see the field).
+    #[inline]
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
@@ -217,6 +218,7 @@ impl Hot {
         from_nanos(self.check_after.load(Ordering::Relaxed))
     }
 
+    #[inline]
     pub(crate) fn checkout_timeout(&self) -> Duration {
         from_nanos(self.checkout_timeout.load(Ordering::Relaxed)).unwrap_or(Duration::MAX)
     }
@@ -293,6 +295,7 @@ impl Shared {
     /// The last tick in nanoseconds after the base instant, a lower bound of
     /// the clock good to a tick: what a return records as "last used"
     /// without reading the clock. `None` while the coarse clock is unknown.
+    #[inline]
     pub(crate) fn coarse_now(&self) -> Option<u64> {
         let until = self.coarse_until.load(Ordering::Acquire);
         let at = self.tick_at.load(Ordering::Acquire);
@@ -312,6 +315,7 @@ impl Shared {
     /// Whether an object needing attention at `attention` (nanoseconds after
     /// the base instant, `u64::MAX`: never) surely does not need it yet,
     /// judged without reading the clock.
+    #[inline]
     pub(crate) fn clear_until(&self, attention: u64) -> bool {
         if attention == u64::MAX {
             return true;
@@ -390,11 +394,17 @@ impl Shared {
 
     /// Records one checkout's wait; only checkouts that queued feed the
     /// controller's mean (the others did not wait for capacity).
+    #[inline]
     pub(crate) fn record_wait(&self, wait: Duration, queued: bool) {
-        self.metrics.wait.record(wait.as_secs_f64());
         if !queued {
+            self.metrics.wait.record(if wait.is_zero() {
+                0.0
+            } else {
+                wait.as_secs_f64()
+            });
             return;
         }
+        self.metrics.wait.record(wait.as_secs_f64());
         let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
         self.wait_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.wait_count.fetch_add(1, Ordering::Relaxed);
@@ -408,8 +418,9 @@ impl Shared {
     }
 
     /// Records how long an object was held (exponentially weighted, 1/16 per
-    /// sample). Only checkouts picked by [`sample_hold`] are recorded, so that
-    /// returns on different threads rarely contend on this word.
+    /// sample). Only every 32nd checkout per thread is recorded (see
+    /// `ElasticPool::checkout`), so that returns on different threads rarely
+    /// contend on this word.
     pub(crate) fn record_hold(&self, hold: Duration) {
         let x = hold.as_nanos() as f64;
         let _ = self
@@ -440,15 +451,16 @@ impl Shared {
     }
 }
 
-/// Whether this checkout samples its hold time: every 8th checkout per
-/// thread (the first one always, so predictions start early).
-pub(crate) fn sample_hold() -> bool {
+/// Counts checkouts on this thread (from 0): the fast path paces its
+/// cooperative yields and its hold-time samples by it.
+#[inline]
+pub(crate) fn checkout_tick() -> u32 {
     thread_local! {
         static TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     }
     TICK.with(|t| {
         let n = t.get();
         t.set(n.wrapping_add(1));
-        n % 8 == 0
+        n
     })
 }

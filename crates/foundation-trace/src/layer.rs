@@ -303,9 +303,13 @@ impl Inner {
     fn new_buf(&self, limits: &LimitsConfig) -> TraceBuf {
         let ops = self.size_hint.0.load(Ordering::Relaxed);
         let steps = self.size_hint.1.load(Ordering::Relaxed);
+        let (ops, steps) = crate::spare::trace_bufs(
+            ops.clamp(1, limits.max_operations.max(1)),
+            steps.clamp(1, limits.max_steps.max(1)),
+        );
         TraceBuf {
-            ops: Vec::with_capacity(ops.clamp(1, limits.max_operations.max(1))),
-            steps: Vec::with_capacity(steps.clamp(1, limits.max_steps.max(1))),
+            ops,
+            steps,
             ..TraceBuf::default()
         }
     }
@@ -542,7 +546,7 @@ impl<'a> Capture<'a> {
             redactor: &settings.redactor,
             mask: FieldMask::default(),
             max_value: settings.config.limits.max_value_bytes,
-            fields: crate::value::fields_buf(n),
+            fields: crate::spare::fields(n),
             message: None,
             step_name: None,
             otel_name: None,
@@ -554,7 +558,9 @@ impl<'a> Capture<'a> {
     /// Takes the secret field names of `meta`'s callsite from the
     /// redactor's per-callsite cache.
     fn at(mut self, meta: &'static Metadata<'static>) -> Self {
-        self.mask = self.redactor.callsite_mask(meta);
+        if !meta.fields().is_empty() {
+            self.mask = self.redactor.callsite_mask(meta);
+        }
         self
     }
 
@@ -571,7 +577,7 @@ impl<'a> Capture<'a> {
                 original_bytes: s.len(),
             }
         } else {
-            Value::Str(s.to_owned())
+            Value::Str(crate::spare::string(s))
         }
     }
 

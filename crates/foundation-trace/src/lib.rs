@@ -81,6 +81,7 @@ mod error;
 pub mod export;
 mod layer;
 mod redact;
+mod spare;
 mod step;
 mod store;
 mod trace;

@@ -113,7 +113,7 @@ impl TraceStore {
             (evicted, oldest)
         };
         if let Some(t) = oldest.and_then(Arc::into_inner) {
-            crate::value::recycle(t);
+            crate::spare::recycle(t);
         }
         inner.kept.fetch_add(1, Ordering::Relaxed);
         inner.evicted.fetch_add(evicted, Ordering::Relaxed);

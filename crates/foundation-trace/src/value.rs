@@ -2,14 +2,12 @@
 //! are recorded.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::fmt;
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
 use crate::redact::REDACTED;
-use crate::trace::Trace;
 
 /// One captured field value.
 ///
@@ -128,49 +126,6 @@ impl fmt::Display for Value {
 
 /// Captured fields of an operation or step, in recording order.
 pub type Fields = Vec<(Cow<'static, str>, Value)>;
-
-/// Field buffers of evicted traces, kept per thread (at most
-/// [`SPARE_MAX`]) so recording a step reuses one instead of allocating.
-const SPARE_MAX: usize = 256;
-
-thread_local! {
-    static SPARE: RefCell<Vec<Fields>> = const { RefCell::new(Vec::new()) };
-}
-
-/// An empty field buffer for about `n` fields: a recycled one when this
-/// thread has one, else a new one.
-pub(crate) fn fields_buf(n: usize) -> Fields {
-    if n == 0 {
-        return Vec::new();
-    }
-    SPARE
-        .with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
-        .unwrap_or_else(|| Vec::with_capacity(n))
-}
-
-/// Frees a trace that left the store, keeping the field buffers of its
-/// steps and operations for reuse by this thread (up to [`SPARE_MAX`]).
-pub(crate) fn recycle(trace: Trace) {
-    let bufs = trace
-        .steps
-        .into_iter()
-        .map(|s| s.fields)
-        .chain(trace.operations.into_iter().map(|o| o.fields));
-    let _ = SPARE.with(|s| {
-        let mut spare = s.try_borrow_mut().ok()?;
-        for mut f in bufs {
-            if spare.len() >= SPARE_MAX {
-                break;
-            }
-            // Only small buffers: a huge one would pin memory forever.
-            if (1..=16).contains(&f.capacity()) {
-                f.clear();
-                spare.push(f);
-            }
-        }
-        Some(())
-    });
-}
 
 /// The field `name` in `fields`, if recorded.
 pub(crate) fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a Value> {

@@ -61,6 +61,30 @@ async fn until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A started pool of 2..=8 tuned for outage tests (frequent checks, quick
+/// backoff), once warm.
+async fn started_outage_pool<M>(manager: M, name: &str) -> ElasticPool<M>
+where
+    M: foundation_pool::Manager + 'static,
+{
+    let pool = ElasticPool::builder(manager, 2, 8)
+        .with_name(name)
+        .with(|c| {
+            c.health.check_interval = Duration::from_millis(100);
+            c.create_timeout = Duration::from_secs(2);
+            c.backoff.initial = Duration::from_millis(50);
+            c.backoff.max = Duration::from_millis(400);
+        })
+        .build()
+        .unwrap();
+    pool.start().unwrap();
+    until("warm-up", Duration::from_secs(10), || {
+        pool.status().health == Health::Healthy
+    })
+    .await;
+    pool
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: cargo xtask test"]
 async fn health_checks_replace_terminated_connections_before_users_see_errors() {
@@ -144,21 +168,7 @@ async fn recovers_after_the_server_goes_away_and_comes_back() {
     if let Some(pw) = direct.get_password() {
         config.password(pw);
     }
-    let pool = ElasticPool::builder(PgManager::new(config), 2, 6)
-        .with_name("pg-restart")
-        .with(|c| {
-            c.health.check_interval = Duration::from_millis(200);
-            c.create_timeout = Duration::from_secs(2);
-            c.backoff.initial = Duration::from_millis(50);
-            c.backoff.max = Duration::from_millis(400);
-        })
-        .build()
-        .unwrap();
-    pool.start().unwrap();
-    until("warm-up", Duration::from_secs(10), || {
-        pool.status().size >= 2
-    })
-    .await;
+    let pool = started_outage_pool(PgManager::new(config), "pg-restart").await;
     let c = pool.get().await.unwrap();
     c.simple_query("SELECT 1").await.unwrap();
     drop(c);
@@ -232,21 +242,7 @@ async fn recovers_after_a_real_server_restart() {
         inner: PgManager::from_url(&server.url()).unwrap(),
         attempts: Arc::clone(&attempts),
     };
-    let pool = ElasticPool::builder(manager, 2, 8)
-        .with_name("pg-real-restart")
-        .with(|c| {
-            c.health.check_interval = Duration::from_millis(100);
-            c.create_timeout = Duration::from_secs(2);
-            c.backoff.initial = Duration::from_millis(50);
-            c.backoff.max = Duration::from_millis(400);
-        })
-        .build()
-        .unwrap();
-    pool.start().unwrap();
-    until("warm-up", Duration::from_secs(10), || {
-        pool.status().health == Health::Healthy
-    })
-    .await;
+    let pool = started_outage_pool(manager, "pg-real-restart").await;
     let before: i32 = pool
         .get()
         .await

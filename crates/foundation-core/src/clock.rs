@@ -2,7 +2,7 @@
 //!
 //! Synchronous code such as a rate limiter's `try_acquire` cannot use tokio's
 //! paused time, so every time-dependent Foundation component reads time through
-//! a [`Clock`]. Production uses [`SystemClock`] (or [`TokioClock`] to follow
+//! a [`Clock`]. Production uses [`SystemClock`] (or `TokioClock` to follow
 //! tokio's paused time in async tests); deterministic tests use [`ManualClock`]
 //! and move time by hand.
 //!

@@ -350,7 +350,7 @@ impl<T: Validate> Validate for Option<T> {
 /// Clones share the same value. Reads ([`load`](Self::load)) are lock-free
 /// (`arc-swap`); [`update`](Self::update) validates first, so readers only ever
 /// see valid values. Each accepted update bumps a [`version`](Self::version);
-/// with the `tokio` feature, [`subscribe`](Self::subscribe) gives an async
+/// with the `tokio` feature, `subscribe` gives an async
 /// change notification.
 pub struct Reloadable<T> {
     shared: Arc<Shared<T>>,

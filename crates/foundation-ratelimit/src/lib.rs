@@ -51,11 +51,11 @@
 //!
 //! # Feature flags
 //!
-//! - `quanta` (default): [`QuantaClock`], a TSC-based clock read directly by
+//! - `quanta` (default): `QuantaClock`, a TSC-based clock read directly by
 //!   the limiter, as its default clock (the clock governor uses by default).
 //!   Without it the default is `foundation_core::SystemClock`.
-//! - `tower`: [`tower::RateLimitLayer`], whose clones share one limiter.
-//! - `redis`: [`redis::RedisRateLimiter`], the same atomic multi-dimension
+//! - `tower`: `tower::RateLimitLayer`, whose clones share one limiter.
+//! - `redis`: `redis::RedisRateLimiter`, the same atomic multi-dimension
 //!   semantics across processes (one Lua script per decision).
 //! - `schemars`: JSON Schema for the configuration types.
 #![cfg_attr(docsrs, feature(doc_cfg))]

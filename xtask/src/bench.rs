@@ -34,20 +34,23 @@ pub(crate) fn command(root: &Path, args: &[String]) -> Result<(), Error> {
         }
         None => crates.iter().collect(),
     };
+    // Backend benches (events on PostgreSQL, …) measure against the same
+    // servers the tests use.
+    let services = crate::services::Running::start_for_tests(root)?;
     for krate in &selected {
-        Cmd::new("cargo")
-            .args([
-                "bench",
-                "--locked",
-                "--all-features",
-                "--package",
-                krate.as_str(),
-            ])
-            .arg("--")
+        // `--bench *`: only the criterion targets get criterion's arguments
+        // (libtest harnesses reject them).
+        let mut bench = Cmd::new("cargo")
+            .args(["bench", "--locked", "--all-features", "--bench", "*"])
+            .args(["--package", krate.as_str(), "--"])
             .args(criterion_args.iter().map(String::as_str))
-            .cwd(root)
-            .run()?;
+            .cwd(root);
+        for (key, value) in services.env() {
+            bench = bench.env(&key, &value);
+        }
+        bench.run()?;
     }
+    drop(services);
     let prefixes: Vec<String> = selected
         .iter()
         .map(|c| format!("{}_", c.trim_start_matches("foundation-")))

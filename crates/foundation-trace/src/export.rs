@@ -132,9 +132,9 @@ mod tests {
         assert_eq!(ai_name("model"), Some("gen_ai.request.model"));
         assert_eq!(ai_name("input_tokens"), Some("gen_ai.usage.input_tokens"));
         assert_eq!(ai_name("user_id"), None);
-        let fields: Fields = vec![(Cow::Borrowed("model"), Value::Str("m".into()))];
+        let fields: Fields = vec![(Cow::Borrowed("model"), Value::Str("m".into()))].into();
         assert!(is_ai(&fields));
-        let fields: Fields = vec![(Cow::Borrowed("user"), Value::U64(1))];
+        let fields: Fields = vec![(Cow::Borrowed("user"), Value::U64(1))].into();
         assert!(!is_ai(&fields));
     }
 }

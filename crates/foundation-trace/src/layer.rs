@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use foundation_core::{Clock, SharedClock, SystemClock, Validate, ValidationErrors};
+use foundation_core::{Clock, SharedClock, Validate, ValidationErrors};
 use parking_lot::Mutex;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -22,7 +22,7 @@ use crate::export::TraceSink;
 use crate::redact::{FieldMask, Redactor};
 use crate::store::{TraceStore, sample};
 use crate::trace::{Dropped, Operation, Step, Trace, TraceId, TraceStatus};
-use crate::value::{Fields, Value, cut};
+use crate::value::{Entry, Fields, Text, Value, cut};
 
 /// Field on a root span that sets the trace's correlation id.
 pub const CORRELATION_ID_FIELD: &str = "correlation_id";
@@ -93,7 +93,7 @@ pub struct TraceLayerBuilder {
 
 struct Inner {
     settings: ArcSwap<Settings>,
-    clock: SharedClock,
+    time: TimeSource,
     store: TraceStore,
     sink: Option<Arc<dyn TraceSink>>,
     head_counter: AtomicU64,
@@ -104,7 +104,7 @@ struct Inner {
     /// Operations and steps of the last finished trace: new traces reserve
     /// this much up front, so a workload's traces do not regrow their
     /// buffers step by step.
-    size_hint: (AtomicUsize, AtomicUsize),
+    size_hint: (AtomicUsize, AtomicUsize, AtomicUsize),
 }
 
 /// A validated configuration with its compiled redactor.
@@ -114,12 +114,57 @@ pub(crate) struct Settings {
     pub(crate) redactor: Redactor,
 }
 
+/// Where timings come from: the CPU's time-stamp counter through `quanta`
+/// by default (a counter read instead of a `clock_gettime` call), or the
+/// clock given to [`TraceLayerBuilder::with_clock`].
+#[derive(Clone)]
+enum TimeSource {
+    Counter(quanta::Clock),
+    Clock(SharedClock),
+}
+
+/// A reading of a [`TimeSource`]: a raw counter value or an instant.
+#[derive(Clone, Copy)]
+enum Reading {
+    Counter(u64),
+    Instant(Instant),
+}
+
+impl TimeSource {
+    fn read(&self) -> Reading {
+        match self {
+            Self::Counter(c) => Reading::Counter(c.raw()),
+            Self::Clock(c) => Reading::Instant(c.now()),
+        }
+    }
+
+    /// Time from `start` to now (zero if the source reads earlier).
+    fn since(&self, start: Reading) -> Duration {
+        match (self, start) {
+            (Self::Counter(c), Reading::Counter(raw)) => {
+                Duration::from_nanos(c.delta_as_nanos(raw, c.raw()))
+            }
+            (Self::Clock(c), Reading::Instant(at)) => c.now().saturating_duration_since(at),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+impl fmt::Debug for TimeSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Counter(_) => f.write_str("TimeSource::Counter"),
+            Self::Clock(c) => f.debug_tuple("TimeSource::Clock").field(c).finish(),
+        }
+    }
+}
+
 /// The per-trace state shared by every span of the trace.
 pub(crate) struct TraceShared {
     id: TraceId,
     settings: Arc<Settings>,
-    clock: SharedClock,
-    started: Instant,
+    time: TimeSource,
+    started: Reading,
     started_wall: SystemTime,
     buf: Mutex<TraceBuf>,
 }
@@ -128,11 +173,20 @@ pub(crate) struct TraceShared {
 struct TraceBuf {
     correlation_id: Option<String>,
     ops: Vec<Operation>,
+    /// Steps, their fields pending as ranges of `entries`.
     steps: Vec<Step>,
+    /// The fields of all steps, in order.
+    entries: Vec<Entry>,
     seq: u32,
+    budget: Budget,
+    failed: bool,
+}
+
+/// What a trace has spent of its byte budget, and what the limits cut.
+#[derive(Default)]
+struct Budget {
     bytes: usize,
     dropped: Dropped,
-    failed: bool,
 }
 
 /// Span extension of a recorded span.
@@ -188,13 +242,20 @@ impl TraceLayerBuilder {
         Ok(TraceLayer {
             inner: Arc::new(Inner {
                 settings: ArcSwap::from_pointee(settings),
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                time: self.clock.map_or_else(
+                    || TimeSource::Counter(quanta::Clock::new()),
+                    TimeSource::Clock,
+                ),
                 store: self.store.unwrap_or_default(),
                 sink: self.sink,
                 head_counter: AtomicU64::new(0),
                 ids: AtomicU64::new(seed),
                 live: AtomicUsize::new(0),
-                size_hint: (AtomicUsize::new(8), AtomicUsize::new(16)),
+                size_hint: (
+                    AtomicUsize::new(8),
+                    AtomicUsize::new(16),
+                    AtomicUsize::new(32),
+                ),
             }),
         })
     }
@@ -303,13 +364,16 @@ impl Inner {
     fn new_buf(&self, limits: &LimitsConfig) -> TraceBuf {
         let ops = self.size_hint.0.load(Ordering::Relaxed);
         let steps = self.size_hint.1.load(Ordering::Relaxed);
-        let (ops, steps) = crate::spare::trace_bufs(
+        let entries = self.size_hint.2.load(Ordering::Relaxed);
+        let (ops, steps, entries) = crate::spare::trace_bufs(
             ops.clamp(1, limits.max_operations.max(1)),
             steps.clamp(1, limits.max_steps.max(1)),
+            entries.min(4 * limits.max_steps.max(1)),
         );
         TraceBuf {
             ops,
             steps,
+            entries,
             ..TraceBuf::default()
         }
     }
@@ -318,6 +382,11 @@ impl Inner {
         let mut buf = std::mem::take(&mut *shared.buf.lock());
         self.size_hint.0.store(buf.ops.len(), Ordering::Relaxed);
         self.size_hint.1.store(buf.steps.len(), Ordering::Relaxed);
+        self.size_hint.2.store(buf.entries.len(), Ordering::Relaxed);
+        // The steps' fields move to one shared buffer; the recording buffer
+        // is kept for this thread's next trace.
+        buf.resolve_fields();
+        crate::spare::keep_entries(buf.entries);
         // A stored trace holds little more than it uses, whatever the hint
         // reserved.
         if buf.ops.capacity() > 2 * buf.ops.len() + 8 {
@@ -342,7 +411,7 @@ impl Inner {
             steps: buf.steps,
             failing_step: None,
             active: Vec::new(),
-            dropped: buf.dropped,
+            dropped: buf.budget.dropped,
         };
         // Retention follows the configuration in force now, so a
         // reconfiguration bounds the store at once.
@@ -363,7 +432,7 @@ impl Inner {
 
 impl TraceShared {
     fn elapsed(&self) -> Duration {
-        self.clock.now().saturating_duration_since(self.started)
+        self.time.since(self.started)
     }
 
     fn limits(&self) -> &LimitsConfig {
@@ -374,9 +443,9 @@ impl TraceShared {
     fn push_op(
         &self,
         parent: Option<u32>,
-        name: Cow<'static, str>,
+        name: Text,
         target: &'static str,
-        fields: Fields,
+        mut fields: Vec<Entry>,
         failed: bool,
     ) -> Option<u32> {
         // The root starts the trace; children are timed from it.
@@ -389,10 +458,10 @@ impl TraceShared {
         let max_bytes = self.limits().max_trace_bytes;
         let mut buf = self.buf.lock();
         if buf.ops.len() >= max_ops {
-            buf.dropped.operations += 1;
+            buf.budget.dropped.operations += 1;
             return None;
         }
-        let fields = buf.charge(fields, max_bytes);
+        buf.budget.charge(&mut fields, max_bytes);
         let id = u32::try_from(buf.ops.len()).ok()?;
         let seq = buf.next_seq();
         buf.failed |= failed;
@@ -401,7 +470,7 @@ impl TraceShared {
             parent,
             name,
             target: Cow::Borrowed(target),
-            fields,
+            fields: fields.into(),
             start,
             end: None,
             failed,
@@ -414,26 +483,31 @@ impl TraceShared {
     fn push_step(
         &self,
         op: Option<u32>,
-        name: Cow<'static, str>,
+        name: Text,
         level: Level,
-        fields: Fields,
+        fields: &mut Scratch,
         failed: bool,
     ) -> Option<u32> {
         let at = self.elapsed();
         let max_steps = self.limits().max_steps;
         let max_bytes = self.limits().max_trace_bytes;
-        let mut buf = self.buf.lock();
+        let mut guard = self.buf.lock();
+        let buf = &mut *guard;
         let cap = if failed {
             max_steps + ERROR_RESERVE
         } else {
             max_steps
         };
         if buf.steps.len() >= cap {
-            buf.dropped.steps += 1;
+            buf.budget.dropped.steps += 1;
             buf.failed |= failed;
             return None;
         }
-        let fields = buf.charge(fields, max_bytes);
+        let start = buf.entries.len();
+        fields.drain_into(&mut buf.entries);
+        buf.budget
+            .charge(buf.entries.get_mut(start..).unwrap_or_default(), max_bytes);
+        let fields = Fields::pending(start, buf.entries.len() - start);
         let seq = buf.next_seq();
         if failed {
             buf.failed = true;
@@ -456,6 +530,11 @@ impl TraceShared {
     /// A copy of the trace so far, with `active` open operations.
     fn snapshot(&self, active: Vec<u32>, failing_step: Option<u32>) -> Trace {
         let buf = self.buf.lock();
+        let entries: Arc<[Entry]> = buf.entries.iter().cloned().collect();
+        let mut steps = buf.steps.clone();
+        for s in &mut steps {
+            s.fields.resolve(&entries);
+        }
         Trace {
             trace_id: self.id,
             correlation_id: buf
@@ -471,10 +550,10 @@ impl TraceShared {
             },
             recorded: true,
             operations: buf.ops.clone(),
-            steps: buf.steps.clone(),
+            steps,
             failing_step,
             active,
-            dropped: buf.dropped,
+            dropped: buf.budget.dropped,
         }
     }
 
@@ -496,10 +575,37 @@ impl TraceBuf {
         s
     }
 
+    /// Moves the steps' fields to one buffer they share.
+    fn resolve_fields(&mut self) {
+        if self.entries.is_empty() {
+            return;
+        }
+        let shared: Arc<[Entry]> = self.entries.drain(..).collect();
+        for s in &mut self.steps {
+            s.fields.resolve(&shared);
+        }
+    }
+
+    /// The field `name` of `step`, whose fields may still be pending.
+    fn step_field<'a>(&'a self, step: &'a Step, name: &str) -> Option<&'a Value> {
+        match step.fields.pending_range() {
+            Some(r) => self
+                .entries
+                .get(r)
+                .and_then(|f| f.iter().find(|(k, _)| k == name))
+                .map(|(_, v)| v),
+            None => step.field(name),
+        }
+    }
+}
+
+// === impl Budget ===
+
+impl Budget {
     /// Charges `fields` against the per-trace byte budget, replacing values
     /// that do not fit by truncation markers.
-    fn charge(&mut self, mut fields: Fields, max_bytes: usize) -> Fields {
-        for (_, v) in &mut fields {
+    fn charge(&mut self, fields: &mut [Entry], max_bytes: usize) {
+        for (_, v) in fields.iter_mut() {
             if v.is_truncated() {
                 self.dropped.truncated_values += 1;
             }
@@ -520,11 +626,54 @@ impl TraceBuf {
                 self.bytes += w;
             }
         }
-        fields
     }
 }
 
 // === field capture ===
+
+thread_local! {
+    /// A field buffer reused by every capture on this thread (a capture
+    /// nested inside another one, from a `Debug` impl that logs, finds it
+    /// taken and starts its own).
+    static SCRATCH: std::cell::Cell<Vec<Entry>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The fields of one span or event while it is captured.
+struct Scratch(Vec<Entry>);
+
+impl Scratch {
+    fn new() -> Self {
+        Self(SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default())
+    }
+
+    fn push(&mut self, field: Entry) {
+        self.0.push(field);
+    }
+
+    /// Moves the fields, in order, to the end of `out`.
+    fn drain_into(&mut self, out: &mut Vec<Entry>) {
+        out.append(&mut self.0);
+    }
+
+    /// The fields as a vector (no allocation when there are none).
+    fn take_vec(&mut self) -> Vec<Entry> {
+        if self.0.is_empty() {
+            Vec::new()
+        } else {
+            self.0.drain(..).collect()
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let mut v = std::mem::take(&mut self.0);
+        if v.capacity() <= 64 {
+            v.clear();
+            let _ = SCRATCH.try_with(|s| s.set(v));
+        }
+    }
+}
 
 /// Collects the fields of a span or event, redacted and capped per value.
 struct Capture<'a> {
@@ -532,21 +681,21 @@ struct Capture<'a> {
     /// Which fields of the callsite being recorded are secrets.
     mask: FieldMask,
     max_value: usize,
-    fields: Fields,
-    message: Option<String>,
-    step_name: Option<String>,
-    otel_name: Option<String>,
+    fields: Scratch,
+    message: Option<Text>,
+    step_name: Option<Text>,
+    otel_name: Option<Text>,
     correlation_id: Option<String>,
     error: bool,
 }
 
 impl<'a> Capture<'a> {
-    fn new(settings: &'a Settings, n: usize) -> Self {
+    fn new(settings: &'a Settings) -> Self {
         Self {
             redactor: &settings.redactor,
             mask: FieldMask::default(),
             max_value: settings.config.limits.max_value_bytes,
-            fields: crate::spare::fields(n),
+            fields: Scratch::new(),
             message: None,
             step_name: None,
             otel_name: None,
@@ -557,11 +706,10 @@ impl<'a> Capture<'a> {
 
     /// Takes the secret field names of `meta`'s callsite from the
     /// redactor's per-callsite cache.
-    fn at(mut self, meta: &'static Metadata<'static>) -> Self {
+    fn at(&mut self, meta: &'static Metadata<'static>) {
         if !meta.fields().is_empty() {
             self.mask = self.redactor.callsite_mask(meta);
         }
-        self
     }
 
     fn is_secret(&self, field: &Field) -> bool {
@@ -577,14 +725,14 @@ impl<'a> Capture<'a> {
                 original_bytes: s.len(),
             }
         } else {
-            Value::Str(crate::spare::string(s))
+            Value::Str(Text::new(s))
         }
     }
 
     /// A step or operation name: redacted and cut like a value.
-    fn label(&self, s: &str) -> String {
+    fn label(&self, s: &str) -> Text {
         let clean = self.redactor.scrub_text(s);
-        cut(clean.as_deref().unwrap_or(s), self.max_value).to_owned()
+        Text::new(cut(clean.as_deref().unwrap_or(s), self.max_value))
     }
 
     fn json(&self, s: &str) -> Value {
@@ -634,8 +782,8 @@ impl<'a> Capture<'a> {
             "message" => {
                 self.message = Some(match self.text(s) {
                     Value::Str(s) => s,
-                    Value::Truncated { head, .. } => format!("{head}...[truncated]"),
-                    _ => String::new(),
+                    Value::Truncated { head, .. } => format!("{head}...[truncated]").into(),
+                    _ => Text::default(),
                 });
             }
             STEP_NAME_FIELD => self.step_name = Some(self.label(s)),
@@ -658,7 +806,7 @@ impl<'a> Capture<'a> {
                         let v = match v {
                             _ if self.redactor.is_sensitive_name(&k) => Value::Redacted,
                             serde_json::Value::Bool(b) => Value::Bool(b),
-                            serde_json::Value::String(s) => Value::Str(s),
+                            serde_json::Value::String(s) => Value::Str(s.into()),
                             serde_json::Value::Number(n) => n
                                 .as_u64()
                                 .map(Value::U64)
@@ -744,7 +892,8 @@ where
                 // A root operation: decide once whether to record it.
                 let settings = self.inner.settings.load_full();
                 if IN_SINK.get() || !sample(&self.inner.head_counter, settings.config.sample_rate) {
-                    let mut c = Capture::new(&settings, 0).at(meta);
+                    let mut c = Capture::new(&settings);
+                    c.at(meta);
                     attrs.record(&mut c);
                     span.extensions_mut().insert(Unrecorded {
                         id: self.inner.next_id(),
@@ -756,8 +905,8 @@ where
                 let shared = Arc::new(TraceShared {
                     id: self.inner.next_id(),
                     settings,
-                    clock: Arc::clone(&self.inner.clock),
-                    started: self.inner.clock.now(),
+                    time: self.inner.time.clone(),
+                    started: self.inner.time.read(),
                     started_wall: SystemTime::now(),
                     buf: Mutex::new(buf),
                 });
@@ -765,23 +914,27 @@ where
                 (shared, None)
             }
         };
-        let mut c = Capture::new(&trace.settings, meta.fields().len()).at(meta);
-        attrs.record(&mut c);
-        if parent.is_none()
-            && let Some(cid) = c.correlation_id.take()
-        {
-            trace.buf.lock().correlation_id = Some(cid);
-        }
-        let name = c
-            .otel_name
-            .take()
-            .map_or(Cow::Borrowed(meta.name()), Cow::Owned);
-        let op = trace.push_op(parent_op, name, meta.target(), c.fields, c.error);
-        span.extensions_mut().insert(SpanRecord {
-            trace,
-            op,
-            is_root: parent.is_none(),
-        });
+        let is_root = parent.is_none();
+        drop(parent);
+        let op = if meta.fields().is_empty() {
+            let name = Text::from_static(meta.name());
+            trace.push_op(parent_op, name, meta.target(), Vec::new(), false)
+        } else {
+            let mut c = Capture::new(&trace.settings);
+            c.at(meta);
+            attrs.record(&mut c);
+            if is_root && let Some(cid) = c.correlation_id.take() {
+                trace.buf.lock().correlation_id = Some(cid);
+            }
+            let name = c
+                .otel_name
+                .take()
+                .unwrap_or_else(|| Text::from_static(meta.name()));
+            let fields = c.fields.take_vec();
+            trace.push_op(parent_op, name, meta.target(), fields, c.error)
+        };
+        span.extensions_mut()
+            .insert(SpanRecord { trace, op, is_root });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -791,7 +944,8 @@ where
             let mut ext = span.extensions_mut();
             if let Some(u) = ext.get_mut::<Unrecorded>() {
                 let settings = self.inner.settings.load();
-                let mut c = Capture::new(&settings, 0).at(span.metadata());
+                let mut c = Capture::new(&settings);
+                c.at(span.metadata());
                 values.record(&mut c);
                 if c.correlation_id.is_some() {
                     u.correlation_id = c.correlation_id;
@@ -799,25 +953,28 @@ where
             }
             return;
         };
-        let mut c = Capture::new(&trace.settings, 2).at(span.metadata());
+        let mut c = Capture::new(&trace.settings);
+        c.at(span.metadata());
         values.record(&mut c);
         let max_bytes = trace.limits().max_trace_bytes;
         let is_root = span
             .extensions()
             .get::<SpanRecord>()
             .is_some_and(|r| r.is_root);
-        let mut buf = trace.buf.lock();
+        let mut guard = trace.buf.lock();
+        let buf = &mut *guard;
         if is_root && let Some(cid) = c.correlation_id.take() {
             buf.correlation_id = Some(cid);
         }
         buf.failed |= c.error;
-        let fields = buf.charge(c.fields, max_bytes);
+        let mut fields = c.fields.take_vec();
+        buf.budget.charge(&mut fields, max_bytes);
         let Some(o) = op.and_then(|o| buf.ops.get_mut(o as usize)) else {
             return;
         };
         o.failed |= c.error;
         if let Some(n) = c.otel_name {
-            o.name = Cow::Owned(n);
+            o.name = n;
         }
         for (k, v) in fields {
             match o.fields.iter_mut().find(|(name, _)| *name == k) {
@@ -839,16 +996,17 @@ where
             return;
         };
         let meta = event.metadata();
-        let mut c = Capture::new(&rec.trace.settings, meta.fields().len()).at(meta);
+        let mut c = Capture::new(&rec.trace.settings);
+        c.at(meta);
         event.record(&mut c);
         let name = match (c.message.take(), c.step_name.take()) {
-            (_, Some(step)) => Cow::Owned(step),
-            (Some(msg), None) => Cow::Owned(msg),
-            (None, None) => Cow::Borrowed(meta.name()),
+            (_, Some(step)) => step,
+            (Some(msg), None) => msg,
+            (None, None) => Text::from_static(meta.name()),
         };
         let failed = *meta.level() == Level::ERROR;
         rec.trace
-            .push_step(rec.op, name, *meta.level(), c.fields, failed);
+            .push_step(rec.op, name, *meta.level(), &mut c.fields, failed);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
@@ -930,7 +1088,7 @@ where
             .filter_map(|s| s.extensions().get::<SpanRecord>().and_then(|r| r.op))
             .collect();
         active.reverse();
-        let mut c = Capture::new(&trace.settings, 1);
+        let mut c = Capture::new(&trace.settings);
         let v = c.text(message);
         // When the failure was just recorded (an error event with the same
         // message, e.g. from `measure_step` or `#[instrument(err)]`), mark
@@ -939,12 +1097,18 @@ where
             let buf = trace.buf.lock();
             buf.steps
                 .last()
-                .filter(|s| s.failed && s.field("error") == Some(&v))
+                .filter(|s| s.failed && buf.step_field(s, "error") == Some(&v))
                 .map(|s| s.seq)
         };
         let failing = already.or_else(|| {
             c.fields.push((Cow::Borrowed("error"), v));
-            trace.push_step(op, Cow::Borrowed("error"), Level::ERROR, c.fields, true)
+            trace.push_step(
+                op,
+                Text::from_static("error"),
+                Level::ERROR,
+                &mut c.fields,
+                true,
+            )
         });
         return Captured {
             message: scrub_message(&trace.settings.redactor, message),
@@ -970,9 +1134,9 @@ where
             Operation {
                 id: i,
                 parent: i.checked_sub(1),
-                name: Cow::Borrowed(s.name()),
+                name: Text::from_static(s.name()),
                 target: Cow::Borrowed(s.metadata().target()),
-                fields: Vec::new(),
+                fields: Fields::new(),
                 start: Duration::ZERO,
                 end: None,
                 failed: false,
@@ -985,10 +1149,11 @@ where
     let step = Step {
         seq: n,
         operation: n.checked_sub(1),
-        name: Cow::Borrowed("error"),
+        name: Text::from_static("error"),
         level: Level::ERROR,
         at: Duration::ZERO,
-        fields: vec![(Cow::Borrowed("error"), Value::Str(message.clone()))],
+        fields: std::iter::once((Cow::Borrowed("error"), Value::Str(message.as_str().into())))
+            .collect(),
         failed: true,
     };
     Captured {

@@ -98,7 +98,7 @@ pub use redact::REDACTED;
 pub use step::{measure, measure_step};
 pub use store::{StoreStats, TraceStore};
 pub use trace::{Dropped, Operation, Step, Trace, TraceId, TraceStatus};
-pub use value::{Fields, Value};
+pub use value::{Fields, Text, Value};
 
 #[doc(hidden)]
 pub mod __private {

@@ -1,39 +1,29 @@
 //! Buffers of evicted traces, reused by the next traces this thread records.
 //!
-//! A finished trace that leaves the store is taken apart here instead of
-//! being freed piece by piece: its step and operation vectors, the field
-//! vector of each step and its short strings go to a per-thread spare list,
-//! and recording takes from that list before asking the allocator. Every
-//! list is bounded, so a thread never holds more than a few hundred
-//! kilobytes this way.
+//! A finished trace that leaves the store gives its step and operation
+//! vectors back here (emptied) instead of freeing them, a finishing trace
+//! gives back the buffer its steps' fields were recorded in, and the next
+//! trace this thread starts takes them before asking the allocator. One
+//! vector of each kind is kept per thread.
 
 use std::cell::RefCell;
 
 use crate::trace::{Operation, Step, Trace};
-use crate::value::{Fields, Value};
-
-/// Most field vectors and strings kept per thread.
-const MAX_KEPT: usize = 256;
-/// Field vectors larger than this are freed, not kept.
-const MAX_FIELDS_CAPACITY: usize = 8;
-/// Strings larger than this (bytes) are freed, not kept.
-const MAX_STRING_CAPACITY: usize = 64;
+use crate::value::Entry;
 
 struct Spare {
-    fields: Vec<Fields>,
-    strings: Vec<String>,
     ops: Option<Vec<Operation>>,
     steps: Option<Vec<Step>>,
+    entries: Option<Vec<Entry>>,
 }
 
 thread_local! {
-    static SPARE: RefCell<Spare> = const {
-        RefCell::new(Spare { fields: Vec::new(), strings: Vec::new(), ops: None, steps: None })
-    };
+    static SPARE: RefCell<Spare> =
+        const { RefCell::new(Spare { ops: None, steps: None, entries: None }) };
 }
 
-/// Runs `f` on this thread's spare list, unless it is in use (a destructor
-/// recording from inside `recycle`) or gone (thread teardown).
+/// Runs `f` on this thread's spare buffers, unless they are in use (a
+/// destructor recording from inside `recycle`) or gone (thread teardown).
 fn with_spare<T>(f: impl FnOnce(&mut Spare) -> Option<T>) -> Option<T> {
     SPARE
         .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| f(&mut s)))
@@ -41,36 +31,31 @@ fn with_spare<T>(f: impl FnOnce(&mut Spare) -> Option<T>) -> Option<T> {
         .flatten()
 }
 
-/// An empty field vector for about `n` fields.
-pub(crate) fn fields(n: usize) -> Fields {
-    if n == 0 {
-        return Vec::new();
-    }
-    with_spare(|s| s.fields.pop()).unwrap_or_else(|| Vec::with_capacity(n))
-}
-
-/// An owned copy of `text`.
-pub(crate) fn string(text: &str) -> String {
-    if text.is_empty() || text.len() > MAX_STRING_CAPACITY {
-        return text.to_owned();
-    }
-    match with_spare(|s| s.strings.pop()) {
-        Some(mut s) => {
-            s.push_str(text);
-            s
-        }
-        None => text.to_owned(),
-    }
-}
-
-/// Empty operation and step vectors with room for `ops` and `steps`.
-pub(crate) fn trace_bufs(ops: usize, steps: usize) -> (Vec<Operation>, Vec<Step>) {
-    let (o, s) = with_spare(|s| Some((s.ops.take(), s.steps.take()))).unwrap_or_default();
+/// Empty operation, step and field vectors with room for `ops`, `steps`
+/// and `entries`.
+pub(crate) fn trace_bufs(
+    ops: usize,
+    steps: usize,
+    entries: usize,
+) -> (Vec<Operation>, Vec<Step>, Vec<Entry>) {
+    let (o, s, e) =
+        with_spare(|s| Some((s.ops.take(), s.steps.take(), s.entries.take()))).unwrap_or_default();
     let mut o = o.unwrap_or_default();
     let mut s = s.unwrap_or_default();
+    let mut e = e.unwrap_or_default();
     o.reserve(ops);
     s.reserve(steps);
-    (o, s)
+    e.reserve(entries);
+    (o, s, e)
+}
+
+/// Keeps a trace's (emptied) field buffer for this thread's next trace.
+pub(crate) fn keep_entries(mut entries: Vec<Entry>) {
+    entries.clear();
+    let _ = with_spare(|spare| {
+        spare.entries.get_or_insert(entries);
+        Some(())
+    });
 }
 
 /// Takes a trace apart, keeping its buffers for this thread's next traces.
@@ -80,37 +65,14 @@ pub(crate) fn recycle(trace: Trace) {
         mut steps,
         ..
     } = trace;
+    operations.clear();
+    steps.clear();
     // Whatever is not kept is freed when `with_spare` returns.
     let _ = with_spare(|spare| {
-        for f in steps.drain(..).map(|s| s.fields) {
-            spare.keep(f);
-        }
-        for f in operations.drain(..).map(|o| o.fields) {
-            spare.keep(f);
-        }
         spare.steps.get_or_insert(steps);
         spare.ops.get_or_insert(operations);
         Some(())
     });
-}
-
-// === impl Spare ===
-
-impl Spare {
-    fn keep(&mut self, mut fields: Fields) {
-        for (_, v) in fields.drain(..) {
-            if let Value::Str(mut s) = v
-                && self.strings.len() < MAX_KEPT
-                && (1..=MAX_STRING_CAPACITY).contains(&s.capacity())
-            {
-                s.clear();
-                self.strings.push(s);
-            }
-        }
-        if self.fields.len() < MAX_KEPT && (1..=MAX_FIELDS_CAPACITY).contains(&fields.capacity()) {
-            self.fields.push(fields);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -120,18 +82,21 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use crate::trace::{Dropped, TraceId, TraceStatus};
+    use crate::value::{Text, Value};
 
     fn trace(steps: usize) -> Trace {
         let step = |i: u32| Step {
             seq: i,
             operation: Some(0),
-            name: Cow::Borrowed("s"),
+            name: Text::from_static("s"),
             level: tracing::Level::INFO,
             at: Duration::ZERO,
-            fields: vec![
+            fields: [
                 (Cow::Borrowed("model"), Value::Str("gpt-4o-mini".into())),
                 (Cow::Borrowed("n"), Value::U64(1)),
-            ],
+            ]
+            .into_iter()
+            .collect(),
             failed: false,
         };
         Trace {
@@ -150,17 +115,14 @@ mod tests {
     }
 
     #[test]
-    fn recycled_buffers_come_back_empty_and_the_lists_stay_bounded() {
-        recycle(trace(2 * MAX_KEPT));
-        let n = with_spare(|s| Some((s.fields.len(), s.strings.len()))).unwrap();
-        assert_eq!(n, (MAX_KEPT, MAX_KEPT));
-        let f = fields(3);
-        assert!(f.is_empty() && f.capacity() >= 2);
-        assert_eq!(string("abc"), "abc");
-        let (o, s) = trace_bufs(4, 8);
-        assert!(o.is_empty() && s.is_empty() && s.capacity() >= 2 * MAX_KEPT);
+    fn recycled_buffers_come_back_empty_and_are_kept_once() {
+        recycle(trace(100));
+        keep_entries(Vec::with_capacity(50));
+        let (o, s, e) = trace_bufs(4, 8, 16);
+        assert!(o.is_empty() && s.is_empty() && s.capacity() >= 100);
+        assert!(e.is_empty() && e.capacity() >= 50);
         // Nothing is kept twice: the step vector is taken.
-        let (_, s2) = trace_bufs(0, 0);
-        assert_eq!(s2.capacity(), 0);
+        let (_, s2, e2) = trace_bufs(0, 0, 0);
+        assert_eq!((s2.capacity(), e2.capacity()), (0, 0));
     }
 }

@@ -10,7 +10,7 @@ use serde::ser::{SerializeMap, SerializeStruct, Serializer};
 use tracing::Level;
 
 use crate::export::{ai_name, is_ai};
-use crate::value::{Fields, FieldsMap};
+use crate::value::{Fields, FieldsMap, Text};
 
 /// Identifies one trace (one root operation and everything under it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,7 +51,7 @@ pub struct Operation {
     /// The parent operation, `None` for the root.
     pub parent: Option<u32>,
     /// The span name, or its `otel.name` field when set.
-    pub name: Cow<'static, str>,
+    pub name: Text,
     /// The span's target (usually its module path).
     pub target: Cow<'static, str>,
     /// Captured span fields (redacted and size-capped).
@@ -92,7 +92,7 @@ pub struct Step {
     /// dropped by the per-trace operation cap.
     pub operation: Option<u32>,
     /// The event's message, its `step` field, or the callsite name.
-    pub name: Cow<'static, str>,
+    pub name: Text,
     /// The event's level.
     pub level: Level,
     /// When it happened, relative to the trace start.

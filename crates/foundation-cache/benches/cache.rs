@@ -5,9 +5,12 @@
 //!   `future::Cache::get` on the same kind of key and value.
 //! - `cache_semantic_search`: nearest-neighbour search over N unit vectors of
 //!   384 dimensions (N = 100k unless `FOUNDATION_CACHE_BENCH_N` says
-//!   otherwise): the IVF partition index (`foundation`) vs brute-force exact
-//!   search (`exact`). Build time, p99 latency and recall@1 against exact
-//!   search are printed.
+//!   otherwise): the partition index with its HNSW index (`foundation`,
+//!   feature `ann`) vs brute-force exact search (`exact`). Build time, p50/p99
+//!   latency and recall@1 against exact search are printed for several `ef`.
+//! - `cache_semantic_crossover` (printed, feature `ann`): exact vs HNSW
+//!   search latency by partition size, the measurement behind the default
+//!   `ann_threshold`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -22,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use foundation_cache::adaptive::eval::Rng;
-use foundation_cache::semantic::index::{AnnParams, AnnSnapshot, ExactIndex, PartitionIndex};
+#[cfg(feature = "ann")]
+use foundation_cache::semantic::index::AnnConfig;
+use foundation_cache::semantic::index::{ExactIndex, PartitionIndex};
 use foundation_cache::{CacheConfig, Key, TieredCache};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -134,6 +139,54 @@ fn dataset(n: usize, dims: usize, rng: &mut Rng) -> Vec<Vec<f32>> {
 /// A nearest-neighbour search function.
 type Search<'a> = dyn Fn(&[f32]) -> Option<(u64, f32)> + 'a;
 
+/// Paraphrase-like queries: perturbations of stored vectors.
+fn queries(data: &[Vec<f32>], n: usize, rng: &mut Rng) -> Vec<Vec<f32>> {
+    (0..n)
+        .map(|_| {
+            let base = &data[(rng.next_u64() % data.len() as u64) as usize];
+            normalized(base.iter().map(|x| x + 0.03 * signed(rng)).collect())
+        })
+        .collect()
+}
+
+/// p50, p99 and agreement with `want` of `f` over `queries`.
+fn measure(f: &Search<'_>, queries: &[Vec<f32>], want: &[u64]) -> (Duration, Duration, f64) {
+    let mut lat = Vec::new();
+    let mut agree = 0;
+    for (q, w) in queries.iter().zip(want) {
+        let t = Instant::now();
+        let got = f(q).unwrap();
+        lat.push(t.elapsed());
+        agree += usize::from(got.0 == *w);
+    }
+    lat.sort();
+    let p = |x: f64| lat[((lat.len() as f64 * x) as usize).min(lat.len() - 1)];
+    (p(0.5), p(0.99), agree as f64 / queries.len() as f64)
+}
+
+#[cfg(feature = "ann")]
+fn build(exact: &ExactIndex) -> (PartitionIndex, Duration) {
+    let started = Instant::now();
+    let mut part = PartitionIndex::new(exact.iter().next().map_or(0, |(_, v)| v.len()));
+    for (id, v) in exact.iter() {
+        part.insert(id, v);
+    }
+    let copy = part.build_due(1).unwrap();
+    let ann = foundation_cache::semantic::index::build_ann(&copy, &AnnConfig::default()).unwrap();
+    part.install(ann, &copy).unwrap();
+    (part, started.elapsed())
+}
+
+#[cfg(not(feature = "ann"))]
+fn build(exact: &ExactIndex) -> (PartitionIndex, Duration) {
+    let started = Instant::now();
+    let mut part = PartitionIndex::new(exact.iter().next().map_or(0, |(_, v)| v.len()));
+    for (id, v) in exact.iter() {
+        part.insert(id, v);
+    }
+    (part, started.elapsed())
+}
+
 fn semantic_search(c: &mut Criterion) {
     const DIMS: usize = 384;
     let n: usize = std::env::var("FOUNDATION_CACHE_BENCH_N")
@@ -143,69 +196,27 @@ fn semantic_search(c: &mut Criterion) {
     let mut rng = Rng::new(42);
     let data = dataset(n, DIMS, &mut rng);
     let mut exact = ExactIndex::new(DIMS);
-    let mut part = PartitionIndex::new(DIMS);
     for (i, v) in data.iter().enumerate() {
         exact.insert(i as u64, v);
-        part.insert(i as u64, v);
     }
-    let started = Instant::now();
-    let points = part.snapshot_due(1).unwrap();
-    let covered = points.iter().map(|p| p.0).collect();
-    let snap = AnnSnapshot::build(points.clone(), AnnParams::default());
-    let build = started.elapsed();
-    part.install(Arc::new(snap), &covered);
-    let mut sweep = AnnSnapshot::build(points, AnnParams::default());
-
-    // Queries: paraphrase-like perturbations of stored prompts.
-    let queries: Vec<Vec<f32>> = (0..500)
-        .map(|_| {
-            let base = &data[(rng.next_u64() % n as u64) as usize];
-            normalized(base.iter().map(|x| x + 0.03 * signed(&mut rng)).collect())
-        })
-        .collect();
-    let exact_best: Vec<u64> = queries
-        .iter()
-        .map(|q| exact.nearest(q).unwrap().0)
-        .collect();
-    let measure = |f: &Search<'_>| {
-        let mut lat = Vec::new();
-        let mut agree = 0;
-        for (q, want) in queries.iter().zip(&exact_best) {
-            let t = Instant::now();
-            let got = f(q).unwrap();
-            lat.push(t.elapsed());
-            agree += usize::from(got.0 == *want);
+    let (part, took) = build(&exact);
+    let queries = queries(&data, 1000, &mut rng);
+    let want: Vec<u64> = queries.iter().map(|q| exact.nearest(q).unwrap().0).collect();
+    #[cfg(feature = "ann")]
+    {
+        let mut sweep =
+            foundation_cache::semantic::index::build_ann(&exact, &AnnConfig::default()).unwrap();
+        for ef in [16, 32, 64, 128] {
+            sweep.set_expansion_search(ef);
+            let (p50, p99, recall) = measure(&|q| sweep.nearest(q), &queries, &want);
+            println!("  HNSW ef={ef}: p50 {p50:?} p99 {p99:?} recall@1 {recall:.3}");
         }
-        lat.sort();
-        let p = |x: f64| lat[((lat.len() as f64 * x) as usize).min(lat.len() - 1)];
-        (p(0.5), p(0.99), agree as f64 / queries.len() as f64)
-    };
-    for nprobe in [4, 8, 32] {
-        sweep.set_nprobe(nprobe);
-        let (p50, p99, recall) = measure(&|q| sweep.nearest(q, |_| true));
-        println!("  IVF nprobe={nprobe}: p50 {p50:?} p99 {p99:?} recall@1 {recall:.3}");
     }
-    let (p50, p99, recall) = measure(&|q| part.nearest(q));
-    let lat = [p50, p99];
-    let p = |x: f64| if x < 0.9 { lat[0] } else { lat[1] };
-    let agree = (recall * queries.len() as f64).round() as usize;
-    let mut elat: Vec<Duration> = queries
-        .iter()
-        .take(100)
-        .map(|q| {
-            let t = Instant::now();
-            black_box(exact.nearest(q));
-            t.elapsed()
-        })
-        .collect();
-    elat.sort();
+    let (p50, p99, recall) = measure(&|q| part.nearest(q), &queries, &want);
+    let (ep50, ep99, _) = measure(&|q| exact.nearest(q), &queries[..100], &want[..100]);
     println!(
-        "semantic search n={n} dims={DIMS}: IVF build {build:.1?}; IVF (nprobe=16, default) p50 {:?} p99 {:?}; recall@1 vs exact {:.3}; exact p50 {:?} p99 {:?}",
-        p(0.5),
-        p(0.99),
-        agree as f64 / queries.len() as f64,
-        elat[elat.len() / 2],
-        elat[elat.len() * 99 / 100],
+        "semantic search n={n} dims={DIMS}: index build {took:.1?} (approximate: {}); default p50 {p50:?} p99 {p99:?}; recall@1 vs exact {recall:.3}; exact p50 {ep50:?} p99 {ep99:?}",
+        part.is_approximate()
     );
 
     let mut g = c.benchmark_group("cache_semantic_search");
@@ -227,5 +238,30 @@ fn semantic_search(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, l1_hit, semantic_search);
+/// Exact vs HNSW latency by partition size (printed): where `ann_threshold`
+/// should sit.
+fn semantic_crossover(_c: &mut Criterion) {
+    #[cfg(feature = "ann")]
+    {
+        const DIMS: usize = 384;
+        let mut rng = Rng::new(7);
+        for n in [512usize, 1024, 2048, 4096, 8192] {
+            let data = dataset(n, DIMS, &mut rng);
+            let mut exact = ExactIndex::new(DIMS);
+            for (i, v) in data.iter().enumerate() {
+                exact.insert(i as u64, v);
+            }
+            let (part, _) = build(&exact);
+            let queries = queries(&data, 300, &mut rng);
+            let want: Vec<u64> = queries.iter().map(|q| exact.nearest(q).unwrap().0).collect();
+            let (e50, e99, _) = measure(&|q| exact.nearest(q), &queries, &want);
+            let (a50, a99, recall) = measure(&|q| part.nearest(q), &queries, &want);
+            println!(
+                "  crossover n={n}: exact p50 {e50:?} p99 {e99:?}; HNSW p50 {a50:?} p99 {a99:?} recall@1 {recall:.3}"
+            );
+        }
+    }
+}
+
+criterion_group!(benches, l1_hit, semantic_search, semantic_crossover);
 criterion_main!(benches);

@@ -201,7 +201,10 @@ fn semantic_search(c: &mut Criterion) {
     }
     let (part, took) = build(&exact);
     let queries = queries(&data, 1000, &mut rng);
-    let want: Vec<u64> = queries.iter().map(|q| exact.nearest(q).unwrap().0).collect();
+    let want: Vec<u64> = queries
+        .iter()
+        .map(|q| exact.nearest(q).unwrap().0)
+        .collect();
     #[cfg(feature = "ann")]
     {
         let mut sweep =
@@ -253,7 +256,10 @@ fn semantic_crossover(_c: &mut Criterion) {
             }
             let (part, _) = build(&exact);
             let queries = queries(&data, 300, &mut rng);
-            let want: Vec<u64> = queries.iter().map(|q| exact.nearest(q).unwrap().0).collect();
+            let want: Vec<u64> = queries
+                .iter()
+                .map(|q| exact.nearest(q).unwrap().0)
+                .collect();
             let (e50, e99, _) = measure(&|q| exact.nearest(q), &queries, &want);
             let (a50, a99, recall) = measure(&|q| part.nearest(q), &queries, &want);
             println!(

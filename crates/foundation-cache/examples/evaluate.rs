@@ -1,6 +1,7 @@
 //! Replays seeded synthetic workloads against moka's TinyLFU alone and with
 //! the adaptive policy at the same L1 capacity, then against the predictive
-//! warmer, and prints the comparison.
+//! warmer, then a two-tier cache with and without adaptive tier placement,
+//! and prints the comparison.
 //!
 //! `cargo run -p foundation-cache --release --example evaluate`
 #![allow(clippy::print_stdout, reason = "example output")]
@@ -33,6 +34,35 @@ async fn main() {
                 if adaptive { "adaptive" } else { "moka TinyLFU" },
                 r.hit_ratio(),
                 r.saved_ratio()
+            );
+        }
+    }
+
+    println!();
+    println!(
+        "Tier placement, L1 {capacity} entries over an unbounded write-through L2, {requests} requests:"
+    );
+    println!("| workload | policy | hit ratio | cost saved | L2 hits | L2 writes | L2 entries |");
+    println!("|---|---|---|---|---|---|---|");
+    for w in [
+        eval::with_one_shots(7, requests, 50_000, 0.9, 0.3),
+        eval::zipf(8, requests, 50_000, 0.9),
+    ] {
+        for adaptive in [false, true] {
+            let r = eval::replay_tiers(&w, capacity, adaptive).await;
+            println!(
+                "| {} | {} | {:.3} | {:.3} | {} | {} | {} |",
+                w.name,
+                if adaptive {
+                    "adaptive"
+                } else {
+                    "TinyLFU + write-all"
+                },
+                r.overall.hit_ratio(),
+                r.overall.saved_ratio(),
+                r.l2_hits,
+                r.l2_writes,
+                r.l2_entries
             );
         }
     }

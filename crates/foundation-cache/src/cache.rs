@@ -101,8 +101,10 @@ impl<V> From<V> for Loaded<V> {
 pub struct Decision {
     /// Admit into L1.
     pub memory: bool,
-    /// Write to the lower tiers (each still follows its [`TierPolicy`]).
-    pub lower: bool,
+    /// How many lower tiers, in order, take the entry (write-through on load,
+    /// promotion on a hit; each still follows its [`TierPolicy`]): `0` keeps
+    /// it out of every shared and durable tier, `usize::MAX` writes all.
+    pub lower_tiers: usize,
     /// Cap the entry's TTL.
     pub max_ttl: Option<Duration>,
     /// Drop this key from L1 to make room (the placement's eviction choice).
@@ -113,7 +115,7 @@ impl Decision {
     /// Everywhere, no TTL cap.
     pub const ADMIT_ALL: Self = Self {
         memory: true,
-        lower: true,
+        lower_tiers: usize::MAX,
         max_ttl: None,
         evict: None,
     };
@@ -609,7 +611,7 @@ async fn promote<V: CacheValue>(
     for l in inner
         .lower
         .iter()
-        .take(found_at)
+        .take(found_at.min(decision.lower_tiers))
         .filter(|l| l.policy.promote_on_hit)
     {
         let e = capped(e, l.policy.max_ttl, now);
@@ -672,10 +674,15 @@ async fn store<V: CacheValue>(inner: &Arc<Inner<V>>, key: &Key, entry: Arc<Entry
         // A previous version must not outlive this write.
         inner.memory.remove(key).await;
     }
-    if decision.lower {
+    let skipped = inner.lower.len().saturating_sub(decision.lower_tiers);
+    if skipped > 0 {
+        inner.telemetry.lower_skipped.increment(skipped as u64);
+    }
+    {
         let writes = inner
             .lower
             .iter()
+            .take(decision.lower_tiers)
             .filter(|l| l.policy.write_on_load)
             .map(|l| {
                 let e = capped(&entry, l.policy.max_ttl, now);

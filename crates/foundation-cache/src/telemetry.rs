@@ -11,6 +11,7 @@
 //! | `foundation_cache_coalesced_total` | counter | `cache` (waiters that joined a running load) |
 //! | `foundation_cache_refreshes_total` | counter | `cache` (stale-while-revalidate and warming loads) |
 //! | `foundation_cache_not_admitted_total` | counter | `cache` (L1 admission refused by the placement) |
+//! | `foundation_cache_lower_writes_skipped_total` | counter | `cache` (lower-tier writes the placement skipped) |
 //! | `foundation_cache_discarded_loads_total` | counter | `cache` (values not stored because of a concurrent invalidation) |
 //! | `foundation_cache_scope_mismatch_total` | counter | `cache` (shared-tier entries refused for a different scope) |
 //! | `foundation_cache_tier_errors_total` | counter | `cache`, `tier` |
@@ -35,6 +36,7 @@ pub(crate) struct Telemetry {
     pub(crate) coalesced: Counter,
     pub(crate) refreshes: Counter,
     pub(crate) not_admitted: Counter,
+    pub(crate) lower_skipped: Counter,
     pub(crate) discarded: Counter,
     pub(crate) scope_mismatch: Counter,
 }
@@ -60,6 +62,7 @@ impl Telemetry {
             coalesced: metrics::counter!("foundation_cache_coalesced_total", "cache" => c.clone()),
             refreshes: metrics::counter!("foundation_cache_refreshes_total", "cache" => c.clone()),
             not_admitted: metrics::counter!("foundation_cache_not_admitted_total", "cache" => c.clone()),
+            lower_skipped: metrics::counter!("foundation_cache_lower_writes_skipped_total", "cache" => c.clone()),
             discarded: metrics::counter!("foundation_cache_discarded_loads_total", "cache" => c.clone()),
             scope_mismatch: metrics::counter!("foundation_cache_scope_mismatch_total", "cache" => c),
         }

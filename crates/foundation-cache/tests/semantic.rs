@@ -522,7 +522,10 @@ async fn the_approximate_index_keeps_hits_and_scopes() {
         .unwrap();
     }
     c.compact().await;
-    assert_eq!(c.approximate_partitions(), usize::from(cfg!(feature = "ann")) * 2);
+    assert_eq!(
+        c.approximate_partitions(),
+        usize::from(cfg!(feature = "ann")) * 2
+    );
     let mut hits = 0;
     for (i, p) in prompts.iter().enumerate().step_by(7) {
         let asked = format!("{p} please");
@@ -537,5 +540,8 @@ async fn the_approximate_index_keeps_hits_and_scopes() {
             }
         }
     }
-    assert!(hits >= 80, "{hits} of 86 lookups hit (through the HNSW index with the `ann` feature)");
+    assert!(
+        hits >= 80,
+        "{hits} of 86 lookups hit (through the HNSW index with the `ann` feature)"
+    );
 }

@@ -7,13 +7,19 @@
 //! every miss).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use foundation_core::Cost;
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 
 use super::{AdaptiveConfig, AdaptivePolicy};
 use crate::cache::{Loaded, TieredCache};
 use crate::config::CacheConfig;
-use crate::scope::{Key, Scope};
+use crate::entry::Entry;
+use crate::error::Error;
+use crate::scope::{Key, Scope, Selector};
+use crate::tier::{MapTier, Tier, TierPolicy};
 
 /// One request of a workload.
 #[derive(Debug, Clone)]
@@ -185,6 +191,10 @@ pub fn uniform(seed: u64, requests: usize, n_keys: usize) -> Workload {
     }
 }
 
+/// Virtual time between two requests of a replay (the caches run on a
+/// manual clock, so learned reuse gaps and TTLs are in workload time).
+pub const REQUEST_GAP: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The outcome of one replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Report {
@@ -219,13 +229,12 @@ impl Report {
 /// Never for valid arguments; a zero capacity is reported as a configuration
 /// error by the cache builder and turned into an empty report.
 pub async fn replay(w: &Workload, capacity: usize, adaptive: bool) -> Report {
-    let mut b =
-        TieredCache::<u8>::builder(CacheConfig::new(capacity as u64)).with_weigher(|_, _| 1);
+    let clock = foundation_core::ManualClock::new();
+    let mut b = TieredCache::<u8>::builder(CacheConfig::new(capacity as u64))
+        .with_weigher(|_, _| 1)
+        .with_clock(Arc::new(clock.clone()));
     if adaptive {
-        match AdaptivePolicy::new(AdaptiveConfig {
-            capacity,
-            latency_value_per_sec: 0,
-        }) {
+        match AdaptivePolicy::new(AdaptiveConfig::new(capacity)) {
             Ok(p) => b = b.with_placement(Arc::new(p)),
             Err(_) => {
                 return Report {
@@ -252,6 +261,7 @@ pub async fn replay(w: &Workload, capacity: usize, adaptive: bool) -> Report {
         cost_saved: 0,
     };
     for req in &w.requests {
+        clock.advance(REQUEST_GAP);
         r.requests += 1;
         r.cost_total += req.cost_micros;
         if matches!(cache.get(&req.key).await, Ok(Some(_))) {
@@ -268,6 +278,146 @@ pub async fn replay(w: &Workload, capacity: usize, adaptive: bool) -> Report {
         }
     }
     r
+}
+
+/// As [`zipf`] over `n_keys` reused keys, with a `one_shot` share of
+/// requests for keys asked exactly once (class `oneshot`, cost 100: think
+/// per-request prompts with a unique id in them).
+#[must_use]
+pub fn with_one_shots(
+    seed: u64,
+    requests: usize,
+    n_keys: usize,
+    skew: f64,
+    one_shot: f64,
+) -> Workload {
+    let base = zipf(seed, requests, n_keys, skew);
+    let scope = Scope::new().with_tenant("eval");
+    let mut rng = Rng::new(seed ^ 0x0E5E);
+    let requests = base
+        .requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if rng.unit() < one_shot {
+                Request {
+                    key: Key::new(&scope, format!("oneshot:{i}")),
+                    cost_micros: 100,
+                }
+            } else {
+                r
+            }
+        })
+        .collect();
+    Workload {
+        name: format!("zipf(s={skew}) + {:.0}% one-shot", one_shot * 100.0),
+        requests,
+    }
+}
+
+/// A lower tier that counts its writes and the entries it returns (the
+/// tier-placement comparison; `l2_hits` may include expired entries the
+/// cache then refuses).
+#[derive(Debug)]
+struct Counting {
+    map: MapTier,
+    writes: AtomicU64,
+    hits: AtomicU64,
+}
+
+impl Tier<u8> for Counting {
+    fn name(&self) -> &'static str {
+        "l2"
+    }
+
+    fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<Option<Arc<Entry<u8>>>, Error>> {
+        async move {
+            let e = Tier::<u8>::get(&self.map, key).await?;
+            if e.is_some() {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(e)
+        }
+        .boxed()
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a Key,
+        entry: Arc<Entry<u8>>,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.map.put(key, entry, now_ms)
+    }
+
+    fn invalidate<'a>(&'a self, selector: &'a Selector) -> BoxFuture<'a, Result<(), Error>> {
+        Tier::<u8>::invalidate(&self.map, selector)
+    }
+}
+
+/// The outcome of a two-tier replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierReport {
+    /// Hit ratio and cost over both tiers.
+    pub overall: Report,
+    /// Requests answered from L2.
+    pub l2_hits: u64,
+    /// Writes into L2 (write-through and promotions).
+    pub l2_writes: u64,
+    /// Entries L2 holds at the end.
+    pub l2_entries: usize,
+}
+
+/// Replays `w` against an L1 of `capacity` entries over an unbounded L2
+/// (write-through, promote on hit), with the adaptive policy deciding
+/// admission and tier placement, or with moka's TinyLFU in L1 and every
+/// load written to L2.
+pub async fn replay_tiers(w: &Workload, capacity: usize, adaptive: bool) -> TierReport {
+    let l2 = Arc::new(Counting {
+        map: MapTier::new(usize::MAX),
+        writes: AtomicU64::new(0),
+        hits: AtomicU64::new(0),
+    });
+    let clock = foundation_core::ManualClock::new();
+    let mut b = TieredCache::<u8>::builder(CacheConfig::new(capacity as u64))
+        .with_weigher(|_, _| 1)
+        .with_clock(Arc::new(clock.clone()))
+        .with_tier(l2.clone(), TierPolicy::default());
+    if adaptive && let Ok(p) = AdaptivePolicy::new(AdaptiveConfig::new(capacity)) {
+        b = b.with_placement(Arc::new(p));
+    }
+    let mut overall = Report {
+        requests: 0,
+        hits: 0,
+        cost_total: 0,
+        cost_saved: 0,
+    };
+    if let Ok(cache) = b.build() {
+        for req in &w.requests {
+            clock.advance(REQUEST_GAP);
+            overall.requests += 1;
+            overall.cost_total += req.cost_micros;
+            if matches!(cache.get(&req.key).await, Ok(Some(_))) {
+                overall.hits += 1;
+                overall.cost_saved += req.cost_micros;
+            } else {
+                cache
+                    .insert(
+                        &req.key,
+                        Loaded::new(0u8).with_cost(Cost::from_micros(req.cost_micros)),
+                    )
+                    .await;
+                cache.memory().run_pending_tasks().await;
+            }
+        }
+    }
+    TierReport {
+        overall,
+        l2_hits: l2.hits.load(Ordering::Relaxed),
+        l2_writes: l2.writes.load(Ordering::Relaxed),
+        l2_entries: l2.map.len(),
+    }
 }
 
 #[cfg(test)]
@@ -305,6 +455,29 @@ mod tests {
 #[cfg(test)]
 mod replay_tests {
     use super::*;
+
+    #[tokio::test]
+    async fn one_shot_classes_stay_out_of_the_lower_tier_without_losing_hits() {
+        let w = with_one_shots(12, 20_000, 5_000, 0.9, 0.3);
+        let base = replay_tiers(&w, 300, false).await;
+        let ours = replay_tiers(&w, 300, true).await;
+        assert!(
+            (ours.l2_writes as f64) < base.l2_writes as f64 * 0.8,
+            "{ours:?} vs {base:?}"
+        );
+        assert!(
+            ours.overall.cost_saved >= base.overall.cost_saved,
+            "{ours:?} vs {base:?}"
+        );
+        // Without one-shot keys nothing is kept out.
+        let w = zipf(13, 20_000, 5_000, 0.9);
+        let base = replay_tiers(&w, 300, false).await;
+        let ours = replay_tiers(&w, 300, true).await;
+        assert!(
+            ours.overall.hit_ratio() >= base.overall.hit_ratio() * 0.98,
+            "{ours:?} vs {base:?}"
+        );
+    }
 
     #[tokio::test]
     async fn adaptive_saves_more_than_tinylfu_on_heterogeneous_costs() {

@@ -290,7 +290,11 @@ mod hnsw {
         /// A wrong dimension, or the native library's message.
         pub fn insert(&mut self, id: u64, v: &[f32]) -> Result<(), String> {
             if v.len() != self.dims {
-                return Err(format!("expected {} dimensions, got {}", self.dims, v.len()));
+                return Err(format!(
+                    "expected {} dimensions, got {}",
+                    self.dims,
+                    v.len()
+                ));
             }
             if self.index.contains(id) {
                 self.index.remove(id).map_err(|e| e.to_string())?;
@@ -498,14 +502,19 @@ pub fn build_ann(points: &ExactIndex, config: &AnnConfig) -> Result<HnswIndex, S
             s.spawn(move || {
                 for (id, v) in points.iter().skip(t).step_by(threads) {
                     if let Err(e) = ann.add_reserved(id, v) {
-                        *failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                        *failed
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
                         return;
                     }
                 }
             });
         }
     });
-    match failed.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+    match failed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
         Some(e) => Err(e),
         None => Ok(ann),
     }
@@ -581,7 +590,10 @@ mod tests {
         let other = copy.vector(7).unwrap().to_vec();
         let (id, sim) = p.nearest(&other).unwrap();
         assert_eq!(id, 7);
-        assert!((sim - 1.0).abs() < 1e-2, "similarity of an exact copy: {sim}");
+        assert!(
+            (sim - 1.0).abs() < 1e-2,
+            "similarity of an exact copy: {sim}"
+        );
         p.remove(1000);
         assert_ne!(p.nearest(&late).unwrap().0, 1000);
         assert!(!p.insert(2000, &[1.0]), "wrong dimension refused");
@@ -596,6 +608,9 @@ mod tests {
             ..AnnConfig::default()
         };
         let e = c.validate().unwrap_err();
-        assert!(e.has_error_at("connectivity") && e.has_error_at("expansion_search"), "{e}");
+        assert!(
+            e.has_error_at("connectivity") && e.has_error_at("expansion_search"),
+            "{e}"
+        );
     }
 }

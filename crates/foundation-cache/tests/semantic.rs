@@ -545,3 +545,87 @@ async fn the_approximate_index_keeps_hits_and_scopes() {
         "{hits} of 86 lookups hit (through the HNSW index with the `ann` feature)"
     );
 }
+
+#[tokio::test]
+async fn the_threshold_optimizer_learns_where_paraphrases_end() {
+    use foundation_cache::semantic::{LabelledQuery, Objective};
+    let c = cache_with(Arc::new(HashingEmbedder::new(384)), 0.99);
+    let scope = Scope::new().with_tenant("acme");
+    let cached = [
+        "how do I reset my password",
+        "what is the refund policy for annual plans",
+        "which regions does the service run in",
+    ];
+    c.insert_many(
+        &scope,
+        cached
+            .iter()
+            .map(|p| ((*p).to_owned(), format!("answer: {p}")))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    let queries = vec![
+        LabelledQuery::should_match(&scope, "how do i reset my password please", cached[0]),
+        LabelledQuery::should_match(&scope, "how do I reset my password?", cached[0]),
+        LabelledQuery::should_match(
+            &scope,
+            "what is the refund policy for annual plans?",
+            cached[1],
+        ),
+        LabelledQuery::should_match(
+            &scope,
+            "which regions does the service run in today",
+            cached[2],
+        ),
+        LabelledQuery::should_miss(&scope, "how do I change my billing address"),
+        LabelledQuery::should_miss(&scope, "what is the refund policy for monthly plans"),
+        LabelledQuery::should_miss(&scope, "which languages does the service support"),
+    ];
+    // At 0.99 the paraphrases miss.
+    let (v, _) = c
+        .lookup(&scope, "how do i reset my password please")
+        .await
+        .unwrap();
+    assert!(v.is_none());
+
+    let report = c.optimize_threshold(&queries, Objective::F1).await.unwrap();
+    assert_eq!(report.queries, 7);
+    assert!((report.recall - 1.0).abs() < 1e-9, "{report:?}");
+    assert!(
+        report.threshold < 0.99 && report.threshold > 0.3,
+        "{report:?}"
+    );
+    c.set_threshold(report.threshold).unwrap();
+    assert!((c.threshold() - report.threshold).abs() < f32::EPSILON);
+    for q in &queries {
+        let (v, outcome) = c.lookup(&q.scope, &q.prompt).await.unwrap();
+        match &q.expected {
+            Some(e) => assert_eq!(
+                v.as_deref(),
+                Some(format!("answer: {e}").as_str()),
+                "{q:?} {outcome:?}"
+            ),
+            // The verifier or the threshold keeps these out.
+            None if report.precision >= 1.0 => assert!(v.is_none(), "{q:?} {outcome:?}"),
+            None => {}
+        }
+    }
+    // Nothing is indexed or computed by tuning.
+    assert_eq!(c.indexed(), 3);
+
+    assert!(c.set_threshold(0.0).is_err() && c.set_threshold(f32::NAN).is_err());
+    let other = Scope::new().with_tenant("globex");
+    let e = c
+        .optimize_threshold(
+            &[LabelledQuery::should_match(
+                &other,
+                "how do I reset my password",
+                cached[0],
+            )],
+            Objective::F1,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("queries"), "{e}");
+}

@@ -14,13 +14,14 @@ mod batch;
 mod embed;
 pub mod index;
 mod openai;
+pub mod tune;
 mod verify;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use foundation_core::{BoxError, Validate, Validator};
 use metrics::{Counter, Histogram};
@@ -30,6 +31,7 @@ pub use batch::BatchingEmbedder;
 pub use embed::{Embedder, HashingEmbedder};
 pub use index::{AnnConfig, ExactIndex, PartitionIndex, dot};
 pub use openai::{OpenAiEmbedder, parse_response, request_body};
+pub use tune::{LabelledQuery, Objective, ThresholdReport};
 pub use verify::{LexicalGuard, Verdict, Verifier};
 
 use crate::cache::{CacheValue, Loaded, TieredCache};
@@ -136,6 +138,15 @@ pub struct Answer<V> {
     pub outcome: Outcome,
 }
 
+/// The nearest indexed prompt of a lookup.
+#[derive(Debug)]
+struct Candidate {
+    similarity: f32,
+    key: Key,
+    prompt: Arc<str>,
+    veto: Option<String>,
+}
+
 #[derive(Debug)]
 struct Indexed {
     key: Key,
@@ -183,6 +194,8 @@ struct SemInner<V> {
     embedder: Arc<dyn Embedder>,
     verifier: Option<Arc<dyn Verifier>>,
     config: SemanticConfig,
+    /// The live threshold (`f32` bits): `config.threshold` until tuned.
+    threshold: AtomicU32,
     partitions: RwLock<HashMap<ScopeId, Arc<RwLock<PartitionIndex>>>>,
     state: Mutex<State>,
     next_id: AtomicU64,
@@ -317,6 +330,7 @@ impl<V: CacheValue> SemanticCacheBuilder<V> {
                 exact: self.exact,
                 embedder: self.embedder,
                 verifier: self.verifier,
+                threshold: AtomicU32::new(self.config.threshold.to_bits()),
                 config: self.config,
                 partitions: RwLock::default(),
                 state: Mutex::default(),
@@ -374,19 +388,136 @@ impl<V: CacheValue> SemanticCache<V> {
     }
 
     async fn embed_one(&self, prompt: &str) -> Result<Vec<f32>, Error> {
+        let mut v = self.embed_batch(&[prompt.to_owned()]).await?;
+        v.pop()
+            .ok_or_else(|| Error::Embed("embedder returned no vector".into()))
+    }
+
+    /// Embeds `texts` in one call, checking count, dimensions and finiteness,
+    /// and normalizes the vectors.
+    async fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, Error> {
         let dims = self.inner.embedder.dimensions();
-        let mut v = self.inner.embedder.embed(&[prompt.to_owned()]).await?;
-        let mut q = v
-            .pop()
-            .filter(|q| q.len() == dims && v.is_empty())
-            .ok_or_else(|| {
-                Error::Embed(format!("embedder returned no {dims}-dimensional vector"))
-            })?;
-        if q.iter().any(|x| !x.is_finite()) {
-            return Err(Error::Embed("embedding contains NaN or infinity".into()));
+        let mut vs = self.inner.embedder.embed(texts).await?;
+        if vs.len() != texts.len() {
+            return Err(Error::Embed(format!(
+                "expected {} embeddings, got {}",
+                texts.len(),
+                vs.len()
+            )));
         }
-        embed::normalize(&mut q);
-        Ok(q)
+        for (i, v) in vs.iter_mut().enumerate() {
+            if v.len() != dims {
+                return Err(Error::Embed(format!(
+                    "embedding {i} has {} dimensions, expected {dims}",
+                    v.len()
+                )));
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(Error::Embed(format!(
+                    "embedding {i} contains NaN or infinity"
+                )));
+            }
+            embed::normalize(v);
+        }
+        Ok(vs)
+    }
+
+    /// The similarity threshold in force.
+    #[must_use]
+    pub fn threshold(&self) -> f32 {
+        f32::from_bits(self.inner.threshold.load(Ordering::Relaxed))
+    }
+
+    /// Changes the similarity threshold (e.g. to a
+    /// [`ThresholdReport::threshold`]); lookups use it from now on.
+    ///
+    /// # Errors
+    /// [`Error::Config`] unless `threshold` is in (0, 1].
+    pub fn set_threshold(&self, threshold: f32) -> Result<(), Error> {
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return Err(foundation_core::ValidationErrors::single(
+                "threshold",
+                format!("must be in (0, 1], got {threshold}"),
+            )
+            .into());
+        }
+        self.inner
+            .threshold
+            .store(threshold.to_bits(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Measures `queries` against what is cached now (nothing is served,
+    /// computed or indexed) and returns the threshold that maximises
+    /// `objective`, with its precision, recall and the whole curve. Apply it
+    /// with [`set_threshold`](Self::set_threshold).
+    ///
+    /// # Errors
+    /// [`Error::Embed`] when the queries cannot be embedded;
+    /// [`Error::Config`] when no query has a servable match (nothing to tune
+    /// on) or no threshold reaches the objective.
+    pub async fn optimize_threshold(
+        &self,
+        queries: &[LabelledQuery],
+        objective: Objective,
+    ) -> Result<ThresholdReport, Error> {
+        let texts: Vec<String> = queries.iter().map(|q| q.prompt.clone()).collect();
+        let vectors = self.embed_batch(&texts).await?;
+        let samples: Vec<tune::Sample> = queries
+            .iter()
+            .zip(&vectors)
+            .map(|(lq, v)| {
+                let key = Self::key(&lq.scope, &lq.prompt);
+                let servable = self
+                    .candidate(&key, &lq.prompt, v)
+                    .filter(|c| c.veto.is_none());
+                tune::Sample {
+                    similarity: servable.as_ref().map(|c| c.similarity),
+                    correct: servable.is_some_and(|c| {
+                        lq.expected.as_deref().map(str::trim) == Some(c.prompt.trim())
+                    }),
+                    answerable: lq.expected.is_some(),
+                }
+            })
+            .collect();
+        tune::optimize(&samples, objective).ok_or_else(|| {
+            foundation_core::ValidationErrors::single(
+                "queries",
+                "no threshold serves any labelled query at the objective (no servable matches?)",
+            )
+            .into()
+        })
+    }
+
+    /// The nearest indexed prompt in `key`'s scope, with the verifier's
+    /// opinion of serving it for `prompt`.
+    fn candidate(&self, key: &Key, prompt: &str, q: &[f32]) -> Option<Candidate> {
+        let part = self.inner.partitions.read().get(key.scope()).cloned()?;
+        let (id, similarity) = part.read().nearest(q)?;
+        let (ckey, cprompt) = self
+            .inner
+            .state
+            .lock()
+            .entries
+            .get(&id)
+            .map(|e| (e.key.clone(), e.prompt.clone()))?;
+        // Partitions are per scope, so this holds by construction; checked anyway.
+        if ckey.scope() != key.scope() {
+            return None;
+        }
+        let veto = match &self.inner.verifier {
+            Some(v) => match v.verify(prompt, &cprompt) {
+                Verdict::Veto(why) => Some(why),
+                Verdict::Accept => None,
+            },
+            None => None,
+        };
+        Some(Candidate {
+            similarity,
+            key: ckey,
+            prompt: cprompt,
+            veto,
+        })
     }
 
     /// Looks `prompt` up in `scope` without computing.
@@ -418,70 +549,24 @@ impl<V: CacheValue> SemanticCache<V> {
         prompt: &str,
         q: &[f32],
     ) -> Result<(Option<V>, Outcome), Error> {
-        let part = self.inner.partitions.read().get(key.scope()).cloned();
-        let best = part.and_then(|p| p.read().nearest(q));
-        let Some((id, sim)) = best else {
-            return Ok((
-                None,
-                Outcome::Miss {
-                    nearest: None,
-                    vetoed: None,
-                },
-            ));
+        let miss = |nearest, vetoed| Ok((None, Outcome::Miss { nearest, vetoed }));
+        let Some(c) = self.candidate(key, prompt, q) else {
+            return miss(None, None);
         };
         let m = &self.inner.metrics;
-        if sim < self.inner.config.threshold {
+        let sim = c.similarity;
+        if sim < self.threshold() {
             m.sim_below.record(f64::from(sim));
             m.below.increment(1);
-            return Ok((
-                None,
-                Outcome::Miss {
-                    nearest: Some(sim),
-                    vetoed: None,
-                },
-            ));
+            return miss(Some(sim), None);
         }
-        let candidate = self
-            .inner
-            .state
-            .lock()
-            .entries
-            .get(&id)
-            .map(|e| (e.key.clone(), e.prompt.clone()));
-        let Some((ckey, cprompt)) = candidate else {
-            return Ok((
-                None,
-                Outcome::Miss {
-                    nearest: Some(sim),
-                    vetoed: None,
-                },
-            ));
-        };
-        // Partitions are per scope, so this holds by construction; checked anyway.
-        if ckey.scope() != key.scope() {
-            return Ok((
-                None,
-                Outcome::Miss {
-                    nearest: None,
-                    vetoed: None,
-                },
-            ));
-        }
-        if let Some(v) = &self.inner.verifier
-            && let Verdict::Veto(why) = v.verify(prompt, &cprompt)
-        {
+        if let Some(why) = c.veto {
             m.sim_vetoed.record(f64::from(sim));
             m.vetoed.increment(1);
             tracing::debug!(similarity = sim, reason = %why, "semantic match vetoed");
-            return Ok((
-                None,
-                Outcome::Miss {
-                    nearest: Some(sim),
-                    vetoed: Some(why),
-                },
-            ));
+            return miss(Some(sim), Some(why));
         }
-        match self.inner.exact.get(&ckey).await? {
+        match self.inner.exact.get(&c.key).await? {
             Some(v) => {
                 m.sim_hit.record(f64::from(sim));
                 m.hit.increment(1);
@@ -489,20 +574,14 @@ impl<V: CacheValue> SemanticCache<V> {
                     Some(v),
                     Outcome::Semantic {
                         similarity: sim,
-                        matched: cprompt,
+                        matched: c.prompt,
                     },
                 ))
             }
             None => {
                 // The answer is gone (evicted, expired, invalidated): forget its vector.
-                self.forget(&ckey);
-                Ok((
-                    None,
-                    Outcome::Miss {
-                        nearest: Some(sim),
-                        vetoed: None,
-                    },
-                ))
+                self.forget(&c.key);
+                miss(Some(sim), None)
             }
         }
     }
@@ -584,19 +663,9 @@ impl<V: CacheValue> SemanticCache<V> {
         for (p, v) in items {
             self.inner.exact.insert(&Self::key(scope, &p), v).await;
         }
-        let vs = self.inner.embedder.embed(&prompts).await?;
-        if vs.len() != prompts.len() {
-            return Err(Error::Embed(format!(
-                "expected {} embeddings, got {}",
-                prompts.len(),
-                vs.len()
-            )));
-        }
-        for (p, mut v) in prompts.iter().zip(vs) {
-            if v.len() == self.inner.embedder.dimensions() {
-                embed::normalize(&mut v);
-                self.index(Self::key(scope, p), p, &v);
-            }
+        let vs = self.embed_batch(&prompts).await?;
+        for (p, v) in prompts.iter().zip(vs) {
+            self.index(Self::key(scope, p), p, &v);
         }
         Ok(())
     }

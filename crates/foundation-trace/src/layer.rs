@@ -1,9 +1,10 @@
 //! The `tracing_subscriber::Layer` that records traces.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -72,6 +73,9 @@ const ERROR_RESERVE: usize = 8;
 #[derive(Clone)]
 pub struct TraceLayer {
     inner: Arc<Inner>,
+    /// The records of the recorded spans of the subscriber this layer is
+    /// part of (a fresh map each time the layer is added to one).
+    spans: Arc<SpanMap>,
 }
 
 /// A handle to a [`TraceLayer`]'s store and configuration, kept by the
@@ -189,7 +193,7 @@ struct Budget {
     dropped: Dropped,
 }
 
-/// Span extension of a recorded span.
+/// What the layer keeps for a recorded span.
 pub(crate) struct SpanRecord {
     pub(crate) trace: Arc<TraceShared>,
     /// `None` when the operation cap dropped this span.
@@ -197,10 +201,86 @@ pub(crate) struct SpanRecord {
     is_root: bool,
 }
 
-/// Span extension of a root span that head sampling skipped.
+/// Span extension of a root span that head sampling skipped (rare, so it
+/// lives in the span's extensions rather than in the [`SpanMap`]).
 pub(crate) struct Unrecorded {
     pub(crate) id: TraceId,
     pub(crate) correlation_id: Option<String>,
+}
+
+/// Shards of a [`SpanMap`].
+const SPAN_SHARDS: usize = 16;
+
+/// The records of a subscriber's recorded spans, by span id.
+///
+/// A record is added when a recorded span is created and removed when it
+/// closes (the subscriber reports every close to the layer), so an id is
+/// never looked up after it was released for reuse. Kept by the layer rather
+/// than in span extensions: one hash-map insert and remove per span instead
+/// of a boxed extension, and no span lookup in the registry to find a
+/// parent's record or to close a span.
+struct SpanMap {
+    shards: Box<[Shard]>,
+}
+
+/// One shard of a [`SpanMap`]: records by span id.
+type Shard = Mutex<HashMap<u64, SpanRecord, BuildHasherDefault<IdHasher>>>;
+
+/// Hashes span ids (small, dense integers) by multiplication.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+        self.0 = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl SpanMap {
+    fn new() -> Self {
+        Self {
+            shards: (0..SPAN_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn shard(&self, id: &Id) -> &Shard {
+        let h = id.into_u64().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59;
+        let i = usize::try_from(h).unwrap_or_default() % self.shards.len().max(1);
+        &self.shards[i]
+    }
+
+    fn insert(&self, id: &Id, record: SpanRecord) {
+        self.shard(id).lock().insert(id.into_u64(), record);
+    }
+
+    /// The trace, operation and root flag of the recorded span `id`.
+    fn get(&self, id: &Id) -> Option<(Arc<TraceShared>, Option<u32>, bool)> {
+        self.shard(id)
+            .lock()
+            .get(&id.into_u64())
+            .map(|r| (Arc::clone(&r.trace), r.op, r.is_root))
+    }
+
+    /// The operation of the recorded span `id`.
+    fn op(&self, id: &Id) -> Option<u32> {
+        self.shard(id).lock().get(&id.into_u64()).and_then(|r| r.op)
+    }
+
+    fn remove(&self, id: &Id) -> Option<SpanRecord> {
+        self.shard(id).lock().remove(&id.into_u64())
+    }
 }
 
 // === impl TraceLayerBuilder ===
@@ -240,6 +320,7 @@ impl TraceLayerBuilder {
         let settings = Settings::new(self.config)?;
         let seed = RandomState::new().build_hasher().finish();
         Ok(TraceLayer {
+            spans: Arc::new(SpanMap::new()),
             inner: Arc::new(Inner {
                 settings: ArcSwap::from_pointee(settings),
                 time: self.clock.map_or_else(
@@ -858,19 +939,49 @@ impl Visit for Capture<'_> {
 
 // === impl Layer ===
 
-fn record_of<S>(span: &SpanRef<'_, S>) -> Option<(Arc<TraceShared>, Option<u32>)>
-where
-    S: for<'a> LookupSpan<'a>,
-{
-    span.extensions()
-        .get::<SpanRecord>()
-        .map(|r| (Arc::clone(&r.trace), r.op))
+/// A recorded span's trace, operation and root flag.
+type Found = (Arc<TraceShared>, Option<u32>, bool);
+
+/// Where a new span or an event belongs, for this layer.
+enum Home {
+    /// In the recorded span (its record).
+    Recorded(Found),
+    /// In a span that is not recorded.
+    Unrecorded,
+    /// Nowhere: a root.
+    Root,
+}
+
+impl TraceLayer {
+    /// Where something whose parent the subscriber set to `direct` belongs.
+    /// The map answers for the direct parent; only when it has no record
+    /// does `seen` (the nearest ancestor this layer sees, which differs
+    /// under a per-layer filter) decide.
+    fn home(&self, direct: Option<Id>, seen: impl FnOnce() -> Option<Id>) -> Home {
+        let Some(direct) = direct else {
+            return Home::Root;
+        };
+        if let Some(found) = self.spans.get(&direct) {
+            return Home::Recorded(found);
+        }
+        match seen() {
+            Some(id) if id == direct => Home::Unrecorded,
+            Some(id) => self.spans.get(&id).map_or(Home::Unrecorded, Home::Recorded),
+            None => Home::Root,
+        }
+    }
 }
 
 impl<S> tracing_subscriber::Layer<S> for TraceLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        // Span ids are per subscriber: a clone added to another subscriber
+        // keeps its own records.
+        self.spans = Arc::new(SpanMap::new());
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if self.inner.live.load(Ordering::Acquire) == 0
             && (attrs.parent().is_some()
@@ -879,16 +990,24 @@ where
             // No recorded trace is open, so this span's cannot be one.
             return;
         }
-        let Some(span) = ctx.span(id) else { return };
         let meta = attrs.metadata();
-        let parent = span.parent();
-        let (trace, parent_op) = match &parent {
-            Some(p) => match record_of(p) {
-                Some(rec) => rec,
-                // The parent belongs to a trace that is not recorded.
-                None => return,
-            },
+        // The parent as the subscriber sets it.
+        let direct = if attrs.is_contextual() {
+            ctx.current_span().id().cloned()
+        } else {
+            attrs.parent().cloned()
+        };
+        let parent = match self.home(direct, || ctx.span(id)?.parent().map(|p| p.id())) {
+            Home::Recorded(found) => Some(found),
+            // The parent belongs to a trace that is not recorded.
+            Home::Unrecorded => return,
+            Home::Root => None,
+        };
+        let is_root = parent.is_none();
+        let (trace, parent_op) = match parent {
+            Some((trace, op, _)) => (trace, op),
             None => {
+                let Some(span) = ctx.span(id) else { return };
                 // A root operation: decide once whether to record it.
                 let settings = self.inner.settings.load_full();
                 if IN_SINK.get() || !sample(&self.inner.head_counter, settings.config.sample_rate) {
@@ -914,8 +1033,6 @@ where
                 (shared, None)
             }
         };
-        let is_root = parent.is_none();
-        drop(parent);
         let op = if meta.fields().is_empty() {
             let name = Text::from_static(meta.name());
             trace.push_op(parent_op, name, meta.target(), Vec::new(), false)
@@ -933,14 +1050,13 @@ where
             let fields = c.fields.take_vec();
             trace.push_op(parent_op, name, meta.target(), fields, c.error)
         };
-        span.extensions_mut()
-            .insert(SpanRecord { trace, op, is_root });
+        self.spans.insert(id, SpanRecord { trace, op, is_root });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let Some((trace, op)) = record_of(&span) else {
+        let Some((trace, op, is_root)) = self.spans.get(id) else {
             // An unrecorded root can still learn its correlation id.
+            let Some(span) = ctx.span(id) else { return };
             let mut ext = span.extensions_mut();
             if let Some(u) = ext.get_mut::<Unrecorded>() {
                 let settings = self.inner.settings.load();
@@ -954,13 +1070,11 @@ where
             return;
         };
         let mut c = Capture::new(&trace.settings);
-        c.at(span.metadata());
+        if let Some(meta) = ctx.metadata(id) {
+            c.at(meta);
+        }
         values.record(&mut c);
         let max_bytes = trace.limits().max_trace_bytes;
-        let is_root = span
-            .extensions()
-            .get::<SpanRecord>()
-            .is_some_and(|r| r.is_root);
         let mut guard = trace.buf.lock();
         let buf = &mut *guard;
         if is_root && let Some(cid) = c.correlation_id.take() {
@@ -988,15 +1102,18 @@ where
         if self.inner.live.load(Ordering::Acquire) == 0 {
             return;
         }
-        let Some(span) = ctx.event_span(event) else {
-            return;
+        let direct = if event.is_contextual() {
+            ctx.current_span().id().cloned()
+        } else {
+            event.parent().cloned()
         };
-        let ext = span.extensions();
-        let Some(rec) = ext.get::<SpanRecord>() else {
+        let Home::Recorded((trace, op, _)) =
+            self.home(direct, || ctx.event_span(event).map(|s| s.id()))
+        else {
             return;
         };
         let meta = event.metadata();
-        let mut c = Capture::new(&rec.trace.settings);
+        let mut c = Capture::new(&trace.settings);
         c.at(meta);
         event.record(&mut c);
         let name = match (c.message.take(), c.step_name.take()) {
@@ -1005,32 +1122,25 @@ where
             (None, None) => Text::from_static(meta.name()),
         };
         let failed = *meta.level() == Level::ERROR;
-        rec.trace
-            .push_step(rec.op, name, *meta.level(), &mut c.fields, failed);
+        trace.push_step(op, name, *meta.level(), &mut c.fields, failed);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         if self.inner.live.load(Ordering::Acquire) == 0 {
             return;
         }
-        let Some(span) = ctx.span(&id) else { return };
-        let root = {
-            let ext = span.extensions();
-            let Some(rec) = ext.get::<SpanRecord>() else {
-                return;
-            };
-            let end = rec.trace.elapsed();
-            if let Some(op) = rec.op
-                && let Some(o) = rec.trace.buf.lock().ops.get_mut(op as usize)
-            {
-                o.end = Some(end);
-            }
-            rec.is_root.then(|| (Arc::clone(&rec.trace), end))
+        let _ = ctx;
+        let Some(rec) = self.spans.remove(&id) else {
+            return;
         };
-        // Finish without holding the span's extensions: the store and the
-        // sink are free to use `tracing` themselves.
-        if let Some((trace, end)) = root {
-            self.inner.finish(&trace, end);
+        let end = rec.trace.elapsed();
+        if let Some(op) = rec.op
+            && let Some(o) = rec.trace.buf.lock().ops.get_mut(op as usize)
+        {
+            o.end = Some(end);
+        }
+        if rec.is_root {
+            self.inner.finish(&rec.trace, end);
             self.inner.live.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -1061,8 +1171,9 @@ pub(crate) fn capture_current(message: &str) -> Captured {
     current
         .with_subscriber(|(id, dispatch)| {
             let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+            let spans = dispatch.downcast_ref::<TraceLayer>().map(|l| &*l.spans);
             let span = registry.span(id)?;
-            Some(capture_in(&span, message))
+            Some(capture_in(&span, spans, message))
         })
         .flatten()
         .unwrap_or_else(|| Captured {
@@ -1078,15 +1189,14 @@ fn scrub_message(redactor: &Redactor, message: &str) -> String {
         .unwrap_or_else(|| message.to_owned())
 }
 
-fn capture_in<R>(span: &SpanRef<'_, R>, message: &str) -> Captured
+fn capture_in<R>(span: &SpanRef<'_, R>, spans: Option<&SpanMap>, message: &str) -> Captured
 where
     R: for<'a> LookupSpan<'a>,
 {
-    if let Some((trace, op)) = record_of(span) {
-        let mut active: Vec<u32> = span
-            .scope()
-            .filter_map(|s| s.extensions().get::<SpanRecord>().and_then(|r| r.op))
-            .collect();
+    if let Some(spans) = spans
+        && let Some((trace, op, _)) = spans.get(&span.id())
+    {
+        let mut active: Vec<u32> = span.scope().filter_map(|s| spans.op(&s.id())).collect();
         active.reverse();
         let mut c = Capture::new(&trace.settings);
         let v = c.text(message);
@@ -1186,7 +1296,9 @@ pub fn current_correlation_id() -> Option<String> {
         .with_subscriber(|(id, dispatch)| {
             let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
             let span = registry.span(id)?;
-            if let Some((trace, _)) = record_of(&span) {
+            if let Some(layer) = dispatch.downcast_ref::<TraceLayer>()
+                && let Some((trace, _, _)) = layer.spans.get(id)
+            {
                 return Some(trace.correlation_id());
             }
             let root = span.scope().from_root().next()?;

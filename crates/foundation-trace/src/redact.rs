@@ -213,6 +213,9 @@ impl Redactor {
 
     /// Whether a value must be replaced whole because of its prefix.
     fn has_secret_prefix(&self, s: &str) -> bool {
+        if self.value_prefixes.is_empty() {
+            return false;
+        }
         let t = s.trim_start().as_bytes();
         self.value_prefixes
             .iter()
@@ -228,7 +231,7 @@ impl Redactor {
             return Some(REDACTED.to_owned());
         }
         // Cheap pre-check: every pattern we rewrite needs a separator.
-        if !s.bytes().any(|b| matches!(b, b':' | b'=' | b' ')) {
+        if !has_separator(s.as_bytes()) {
             return None;
         }
         let spans = self.secret_spans(s);
@@ -336,6 +339,31 @@ impl Redactor {
             _ => {}
         }
     }
+}
+
+/// Whether `b` holds `:`, `=` or a space, eight bytes at a time.
+fn has_separator(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Per byte: the high bit is set where the byte equals `c` (exact for
+    // ASCII bytes; bytes with the high bit set are excluded by `!w`).
+    let has = |w: u64, c: u8| {
+        let x = w ^ (ONES * u64::from(c));
+        (x.wrapping_sub(ONES) & !x & !w & HIGH) != 0
+    };
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        let w = u64::from_le_bytes(word);
+        if has(w, b':') || has(w, b'=') || has(w, b' ') {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&c| matches!(c, b':' | b'=' | b' '))
 }
 
 fn is_key_byte(b: u8) -> bool {
@@ -446,6 +474,28 @@ mod tests {
         assert_eq!(out, r#"{"password":"[REDACTED]","user":"bob"}"#);
         assert_eq!(r.scrub_text("input_tokens: 12"), None);
         assert_eq!(r.scrub_text("plain"), None);
+    }
+
+    #[test]
+    fn separator_check_matches_the_bytewise_one() {
+        let naive = |s: &[u8]| s.iter().any(|&c| matches!(c, b':' | b'=' | b' '));
+        let samples: [&[u8]; 8] = [
+            b"gpt-4o-mini",
+            b"gpt-4o-mini:x",
+            b"abcdefgh=",
+            b"abcdefghijklmnop qr",
+            "h\u{e9}llo w\u{f6}rld".as_bytes(),
+            &[0xBA, 0xBD, 0xA0, 0x3A - 1, 0x3D + 1, 0x21, 0x7F, 0xFF, 0x9A],
+            b"",
+            b"0123456789abcdef:",
+        ];
+        for s in samples {
+            assert_eq!(has_separator(s), naive(s), "{s:?}");
+        }
+        for b in 0..=255u8 {
+            let s = [b'a', b'b', b'c', b'd', b'e', b'f', b'g', b];
+            assert_eq!(has_separator(&s), naive(&s), "{b}");
+        }
     }
 
     #[test]

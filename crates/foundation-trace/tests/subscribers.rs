@@ -1,0 +1,61 @@
+//! The layer under a per-layer filter and as clones in several subscribers:
+//! each span's record is found through the parent this layer sees, and span
+//! ids of different subscribers never mix.
+
+mod support;
+
+use foundation_trace::{TraceConfig, TraceLayer, Value};
+use tracing::{Dispatch, info_span};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+
+#[test]
+fn filtered_spans_are_skipped_and_their_children_attach_to_the_nearest_seen_ancestor() {
+    let layer = TraceLayer::new(TraceConfig::default()).unwrap();
+    let h = layer.handle();
+    let d = Dispatch::new(
+        tracing_subscriber::registry().with(layer.with_filter(filter_fn(|m| m.name() != "hidden"))),
+    );
+    support::with(&d, || {
+        let _root = info_span!("request", correlation_id = "filtered").entered();
+        let _hidden = info_span!("hidden").entered();
+        let _child = info_span!("child").entered();
+        tracing::info!(n = 1u64, "inside");
+    });
+    let t = h.store().find("filtered").expect("trace kept");
+    assert_eq!(t.outline(), ["request", "  child", "    - inside"]);
+    assert_eq!(t.steps[0].field("n"), Some(&Value::U64(1)));
+    assert!(t.operations.iter().all(|o| o.end.is_some()));
+}
+
+#[test]
+fn a_clone_in_another_subscriber_keeps_its_own_span_records() {
+    let layer = TraceLayer::new(TraceConfig::default()).unwrap();
+    let h = layer.handle();
+    let a = Dispatch::new(tracing_subscriber::registry().with(layer.clone()));
+    let b = Dispatch::new(tracing_subscriber::registry().with(layer));
+    // Both registries hand out the same span ids; the traces interleave.
+    let ra = support::with(&a, || info_span!("a", correlation_id = "a"));
+    let rb = support::with(&b, || info_span!("b", correlation_id = "b"));
+    assert_eq!(ra.id(), rb.id());
+    for i in 0..3u64 {
+        support::with(&a, || ra.in_scope(|| tracing::info!(i, "in a")));
+        support::with(&b, || rb.in_scope(|| tracing::info!(i, "in b")));
+    }
+    support::with(&a, || drop(ra));
+    support::with(&b, || drop(rb));
+    for name in ["a", "b"] {
+        let t = h.store().find(name).expect("trace kept");
+        assert_eq!(t.name(), name);
+        let steps: Vec<String> = t.steps.iter().map(|s| s.name.to_string()).collect();
+        assert_eq!(
+            steps,
+            [
+                format!("in {name}"),
+                format!("in {name}"),
+                format!("in {name}")
+            ]
+        );
+    }
+}

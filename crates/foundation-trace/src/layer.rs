@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -37,6 +38,14 @@ pub const OTEL_NAME_FIELD: &str = "otel.name";
 thread_local! {
     /// Set while this thread runs the [`TraceSink`].
     static IN_SINK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+
+    /// The spans entered on this thread, innermost last, per subscriber
+    /// (keyed by the address of its layer's [`SpanMap`]): the span id and
+    /// whether it was entered again while already entered. It follows the
+    /// registry's own stack of entered spans (the same pushes and pops), so
+    /// the current span is known without asking the registry.
+    static ENTERED: std::cell::RefCell<Vec<(usize, NonZeroU64, bool)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Extra steps an error-level event may use beyond `limits.max_steps`, so the
@@ -953,6 +962,34 @@ enum Home {
 }
 
 impl TraceLayer {
+    /// This layer's key in [`ENTERED`].
+    fn key(&self) -> usize {
+        Arc::as_ptr(&self.spans).addr()
+    }
+
+    /// The span this thread is in for this layer's subscriber (as the
+    /// registry's `current_span`: the innermost entered span not entered
+    /// twice), from [`ENTERED`], or from the subscriber if that is gone.
+    fn current<S>(&self, ctx: &Context<'_, S>) -> Option<Id>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let key = self.key();
+        ENTERED
+            .try_with(|e| {
+                let e = e.try_borrow().ok()?;
+                Some(
+                    e.iter()
+                        .rev()
+                        .find(|(k, _, again)| *k == key && !again)
+                        .map(|(_, id, _)| Id::from_non_zero_u64(*id)),
+                )
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| ctx.current_span().id().cloned())
+    }
+
     /// Where something whose parent the subscriber set to `direct` belongs.
     /// The map answers for the direct parent; only when it has no record
     /// does `seen` (the nearest ancestor this layer sees, which differs
@@ -982,10 +1019,32 @@ where
         self.spans = Arc::new(SpanMap::new());
     }
 
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+        let key = self.key();
+        let id = id.into_non_zero_u64();
+        let _ = ENTERED.try_with(|e| {
+            if let Ok(mut e) = e.try_borrow_mut() {
+                let again = e.iter().any(|(k, i, _)| *k == key && *i == id);
+                e.push((key, id, again));
+            }
+        });
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        let key = self.key();
+        let id = id.into_non_zero_u64();
+        let _ = ENTERED.try_with(|e| {
+            if let Ok(mut e) = e.try_borrow_mut()
+                && let Some(i) = e.iter().rposition(|(k, x, _)| *k == key && *x == id)
+            {
+                e.remove(i);
+            }
+        });
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if self.inner.live.load(Ordering::Acquire) == 0
-            && (attrs.parent().is_some()
-                || (attrs.is_contextual() && ctx.current_span().id().is_some()))
+            && (attrs.parent().is_some() || (attrs.is_contextual() && self.current(&ctx).is_some()))
         {
             // No recorded trace is open, so this span's cannot be one.
             return;
@@ -993,7 +1052,7 @@ where
         let meta = attrs.metadata();
         // The parent as the subscriber sets it.
         let direct = if attrs.is_contextual() {
-            ctx.current_span().id().cloned()
+            self.current(&ctx)
         } else {
             attrs.parent().cloned()
         };
@@ -1103,7 +1162,7 @@ where
             return;
         }
         let direct = if event.is_contextual() {
-            ctx.current_span().id().cloned()
+            self.current(&ctx)
         } else {
             event.parent().cloned()
         };

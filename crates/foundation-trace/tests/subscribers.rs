@@ -59,3 +59,47 @@ fn a_clone_in_another_subscriber_keeps_its_own_span_records() {
         );
     }
 }
+
+#[test]
+fn events_go_to_the_span_the_registry_calls_current_even_with_reentry_and_out_of_order_exits() {
+    let (d, h) = support::dispatch(TraceConfig::default());
+    support::with(&d, || {
+        let root = info_span!("root", correlation_id = "stack");
+        let child = info_span!(parent: &root, "child");
+        let other = info_span!(parent: &root, "other");
+        let g_root = root.enter();
+        let g_child = child.enter();
+        // Entering an entered span again does not make it current.
+        let g_again = root.enter();
+        assert_eq!(tracing::Span::current().id(), child.id());
+        tracing::info!("after re-entry");
+        drop(g_again);
+        // Exits out of order: `child` leaves while `other` stays current.
+        let g_other = other.enter();
+        drop(g_child);
+        assert_eq!(tracing::Span::current().id(), other.id());
+        tracing::info!("after out-of-order exit");
+        drop(g_other);
+        tracing::info!("in root");
+        drop(g_root);
+    });
+    let t = h.store().find("stack").expect("trace kept");
+    let homes: Vec<(String, String)> = t
+        .steps
+        .iter()
+        .map(|s| {
+            let op = s.operation.and_then(|o| t.operation(o)).unwrap();
+            (s.name.to_string(), op.name.to_string())
+        })
+        .collect();
+    let expected = [
+        ("after re-entry", "child"),
+        ("after out-of-order exit", "other"),
+        ("in root", "root"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect();
+    assert_eq!(homes, expected);
+}

@@ -280,78 +280,84 @@ async fn serve(mode: &'static str) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else {
+            let Ok((s, _)) = listener.accept().await else {
                 return;
             };
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 4096];
-                let body = loop {
-                    let n = s.read(&mut tmp).await.unwrap();
-                    buf.extend_from_slice(&tmp[..n]);
-                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..p]).to_lowercase();
-                        assert!(head.starts_with("post /v1/embeddings http/1.1"), "{head}");
-                        assert!(head.contains("authorization: bearer sk-test"), "{head}");
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .unwrap()
-                            .trim()
-                            .parse()
-                            .unwrap();
-                        if buf.len() >= p + 4 + len {
-                            break buf[p + 4..p + 4 + len].to_vec();
-                        }
-                    }
-                };
-                let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                assert_eq!(req["model"], "test-model");
-                let e = HashingEmbedder::new(16);
-                let inputs: Vec<String> = req["input"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_str().unwrap().to_owned())
-                    .collect();
-                let mut data: Vec<serde_json::Value> = inputs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| serde_json::json!({"object": "embedding", "index": i, "embedding": e.embed_one(t)}))
-                    .collect();
-                data.reverse();
-                let json = serde_json::to_vec(
-                    &serde_json::json!({"object": "list", "data": data, "model": "test-model"}),
-                )
-                .unwrap();
-                let resp = match mode {
-                    "fail" => {
-                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 8\r\n\r\noverload"
-                            .to_vec()
-                    }
-                    "chunked" => {
-                        let mut r =
-                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-                        for c in json.chunks(100) {
-                            r.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
-                            r.extend_from_slice(c);
-                            r.extend_from_slice(b"\r\n");
-                        }
-                        r.extend_from_slice(b"0\r\n\r\n");
-                        r
-                    }
-                    _ => {
-                        let mut r = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", json.len()).into_bytes();
-                        r.extend_from_slice(&json);
-                        r
-                    }
-                };
-                s.write_all(&resp).await.unwrap();
-                s.shutdown().await.unwrap();
-            });
+            tokio::spawn(answer(s, mode));
         }
     });
     format!("http://{addr}/v1")
+}
+
+/// Answers one embeddings request on `s`.
+async fn answer<S>(mut s: S, mode: &'static str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    let body = loop {
+        let n = s.read(&mut tmp).await.unwrap();
+        buf.extend_from_slice(&tmp[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..p]).to_lowercase();
+            assert!(head.starts_with("post /v1/embeddings http/1.1"), "{head}");
+            assert!(head.contains("authorization: bearer sk-test"), "{head}");
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            if buf.len() >= p + 4 + len {
+                break buf[p + 4..p + 4 + len].to_vec();
+            }
+        }
+    };
+    let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(req["model"], "test-model");
+    let e = HashingEmbedder::new(16);
+    let inputs: Vec<String> = req["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let mut data: Vec<serde_json::Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| serde_json::json!({"object": "embedding", "index": i, "embedding": e.embed_one(t)}))
+            .collect();
+    data.reverse();
+    let json = serde_json::to_vec(
+        &serde_json::json!({"object": "list", "data": data, "model": "test-model"}),
+    )
+    .unwrap();
+    let resp = match mode {
+        "fail" => b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 8\r\n\r\noverload".to_vec(),
+        "chunked" => {
+            let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for c in json.chunks(100) {
+                r.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                r.extend_from_slice(c);
+                r.extend_from_slice(b"\r\n");
+            }
+            r.extend_from_slice(b"0\r\n\r\n");
+            r
+        }
+        _ => {
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                json.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(&json);
+            r
+        }
+    };
+    s.write_all(&resp).await.unwrap();
+    s.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -628,4 +634,109 @@ async fn the_threshold_optimizer_learns_where_paraphrases_end() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("queries"), "{e}");
+}
+
+/// The embeddings server behind TLS, with the test CA's `localhost`
+/// certificate (tests/data).
+#[cfg(feature = "tls")]
+async fn serve_tls(mode: &'static str, bind: &str) -> u16 {
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::{ServerConfig, crypto};
+    let certs = vec![CertificateDer::from_pem_slice(include_bytes!("data/localhost.pem")).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("data/localhost.key")).unwrap();
+    let config = ServerConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind((bind, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake.
+                if let Ok(tls) = acceptor.accept(s).await {
+                    answer(tls, mode).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn openai_adapter_speaks_https_and_checks_the_certificate() {
+    let texts = vec!["alpha beta".to_owned(), "gamma".to_owned()];
+    let local = HashingEmbedder::new(16);
+    let port = serve_tls("length", "127.0.0.1").await;
+    let url = format!("https://localhost:{port}/v1");
+    let trusted = OpenAiEmbedder::new(&url, "test-model", 16)
+        .unwrap()
+        .with_api_key("sk-test")
+        .with_root_certificates_pem(include_bytes!("data/test-ca.pem"))
+        .unwrap();
+    assert!(
+        format!("{trusted:?}").contains("https://localhost"),
+        "{trusted:?}"
+    );
+    let got = trusted.embed(&texts).await.unwrap();
+    assert_eq!(
+        got,
+        texts.iter().map(|t| local.embed_one(t)).collect::<Vec<_>>()
+    );
+    let chunked = OpenAiEmbedder::new(
+        &format!(
+            "https://localhost:{}/v1",
+            serve_tls("chunked", "127.0.0.1").await
+        ),
+        "test-model",
+        16,
+    )
+    .unwrap()
+    .with_api_key("sk-test")
+    .with_root_certificates_pem(include_bytes!("data/test-ca.pem"))
+    .unwrap();
+    assert_eq!(chunked.embed(&texts).await.unwrap().len(), 2);
+
+    // Mozilla's roots alone do not trust the test CA.
+    let untrusted = OpenAiEmbedder::new(&url, "test-model", 16)
+        .unwrap()
+        .with_api_key("sk-test");
+    let err = untrusted.embed(&texts).await.unwrap_err().to_string();
+    assert!(
+        err.contains("certificate") || err.contains("Certificate"),
+        "{err}"
+    );
+    // The certificate names localhost and 127.0.0.1, not 127.0.0.2.
+    let other = serve_tls("length", "127.0.0.2").await;
+    let wrong_name =
+        OpenAiEmbedder::new(&format!("https://127.0.0.2:{other}/v1"), "test-model", 16)
+            .unwrap()
+            .with_root_certificates_pem(include_bytes!("data/test-ca.pem"))
+            .unwrap();
+    let err = wrong_name.embed(&texts).await.unwrap_err().to_string();
+    assert!(
+        err.contains("NotValidForName") || err.contains("not valid for"),
+        "{err}"
+    );
+
+    // Bad root material and roots for plain http are refused with the field named.
+    let e = OpenAiEmbedder::new(&url, "m", 16)
+        .unwrap()
+        .with_root_certificates_pem(b"not pem")
+        .unwrap_err();
+    assert!(e.to_string().contains("root_certificates"), "{e}");
+    let e = OpenAiEmbedder::new("http://127.0.0.1:9/v1", "m", 16)
+        .unwrap()
+        .with_root_certificates_pem(include_bytes!("data/test-ca.pem"))
+        .unwrap_err();
+    assert!(e.to_string().contains("https"), "{e}");
 }

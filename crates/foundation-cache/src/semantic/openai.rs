@@ -3,13 +3,14 @@
 //! LiteLLM, …).
 //!
 //! The transport is a deliberately small HTTP/1.1 client on tokio's
-//! `TcpStream`: one request per connection (`Connection: close`), plain
-//! `http://` only, `Content-Length` or chunked responses, a size cap and a
-//! timeout. That covers the usual deployment — an embedding server beside the
-//! service or a TLS-terminating sidecar — without pulling an HTTP stack and a
-//! TLS library into every user of this crate. For `https://` endpoints,
-//! implement [`Embedder`] over your own HTTP client (a dozen lines with
-//! `reqwest`), reusing [`parse_response`] and [`request_body`].
+//! `TcpStream`: one request per connection (`Connection: close`),
+//! `Content-Length` or chunked responses, a size cap and a timeout, and —
+//! with the `tls` feature — `https://` through rustls (ring provider,
+//! Mozilla's root certificates from `webpki-roots`, plus any roots you add).
+//! That reaches OpenAI itself as well as an embedding server beside the
+//! service, without pulling a general HTTP stack into every user of this
+//! crate. To use your own HTTP client instead, implement [`Embedder`] over
+//! it, reusing [`parse_response`] and [`request_body`].
 
 use std::fmt;
 use std::time::Duration;
@@ -28,11 +29,16 @@ const MAX_RESPONSE: usize = 64 << 20;
 ///
 /// ```
 /// use foundation_cache::semantic::OpenAiEmbedder;
-/// let e = OpenAiEmbedder::new("http://127.0.0.1:8080/v1", "all-minilm", 384).unwrap();
-/// assert!(OpenAiEmbedder::new("https://api.openai.com/v1", "m", 8).is_err()); // no TLS here
+/// let local = OpenAiEmbedder::new("http://127.0.0.1:8080/v1", "all-minilm", 384).unwrap();
+/// // https:// needs the `tls` feature.
+/// let openai = OpenAiEmbedder::new("https://api.openai.com/v1", "text-embedding-3-small", 1536);
+/// assert_eq!(openai.is_ok(), cfg!(feature = "tls"));
+/// assert!(OpenAiEmbedder::new("ftp://example.com", "m", 8).is_err());
 /// ```
 #[derive(Clone)]
 pub struct OpenAiEmbedder {
+    #[cfg(feature = "tls")]
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
     host: String,
     port: u16,
     path: String,
@@ -48,7 +54,13 @@ impl fmt::Debug for OpenAiEmbedder {
         f.debug_struct("OpenAiEmbedder")
             .field(
                 "endpoint",
-                &format_args!("http://{}:{}{}", self.host, self.port, self.path),
+                &format_args!(
+                    "{}://{}:{}{}",
+                    self.scheme(),
+                    self.host,
+                    self.port,
+                    self.path
+                ),
             )
             .field("model", &self.model)
             .field("dims", &self.dims)
@@ -65,16 +77,30 @@ fn invalid(field: &str, msg: impl Into<String>) -> Error {
 // === impl OpenAiEmbedder ===
 
 impl OpenAiEmbedder {
-    /// An embedder for `model` at `base_url` (e.g. `http://127.0.0.1:8080/v1`),
-    /// producing `dims`-dimensional vectors.
+    /// An embedder for `model` at `base_url` (e.g. `http://127.0.0.1:8080/v1`,
+    /// or `https://api.openai.com/v1` with the `tls` feature), producing
+    /// `dims`-dimensional vectors.
     ///
     /// # Errors
-    /// [`Error::Config`] for a URL that is not `http://host[:port][/path]`
-    /// or `dims == 0`.
+    /// [`Error::Config`] for a URL that is not `http[s]://host[:port][/path]`
+    /// (`https` only with the `tls` feature) or `dims == 0`.
     pub fn new(base_url: &str, model: impl Into<String>, dims: usize) -> Result<Self, Error> {
-        let rest = base_url
-            .strip_prefix("http://")
-            .ok_or_else(|| invalid("base_url", format!("{base_url:?}: only http:// is supported (use a TLS sidecar or your own Embedder for https)")))?;
+        let (rest, https) = if let Some(r) = base_url.strip_prefix("http://") {
+            (r, false)
+        } else if let Some(r) = base_url.strip_prefix("https://") {
+            (r, true)
+        } else {
+            return Err(invalid(
+                "base_url",
+                format!("{base_url:?}: expected http:// or https://"),
+            ));
+        };
+        if https && !cfg!(feature = "tls") {
+            return Err(invalid(
+                "base_url",
+                format!("{base_url:?}: https:// needs foundation-cache's `tls` feature"),
+            ));
+        }
         let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (
@@ -82,7 +108,7 @@ impl OpenAiEmbedder {
                 p.parse::<u16>()
                     .map_err(|_| invalid("base_url", format!("bad port {p:?}")))?,
             ),
-            None => (authority, 80),
+            None => (authority, if https { 443 } else { 80 }),
         };
         if host.is_empty() {
             return Err(invalid("base_url", "missing host"));
@@ -92,6 +118,8 @@ impl OpenAiEmbedder {
         }
         let path = format!("/{}/embeddings", path.trim_end_matches('/')).replace("//", "/");
         Ok(Self {
+            #[cfg(feature = "tls")]
+            tls: https.then(|| tls::client_config(&[])).transpose()?,
             host: host.to_owned(),
             port,
             path,
@@ -101,6 +129,30 @@ impl OpenAiEmbedder {
             timeout: Duration::from_secs(30),
             max_batch: 128,
         })
+    }
+
+    fn scheme(&self) -> &'static str {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return "https";
+        }
+        "http"
+    }
+
+    /// Also trusts the certificates in `pem` (a private CA, a test server),
+    /// besides Mozilla's roots; for `https://` endpoints.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `pem` holds no usable certificate or the
+    /// endpoint is not `https://`.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn with_root_certificates_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
+        if self.tls.is_none() {
+            return Err(invalid("base_url", "extra roots need an https:// endpoint"));
+        }
+        self.tls = Some(tls::client_config(pem)?);
+        Ok(self)
     }
 
     /// Sends `Authorization: Bearer {key}`.
@@ -137,24 +189,28 @@ impl OpenAiEmbedder {
             req.push_str(&format!("Authorization: Bearer {k}\r\n"));
         }
         req.push_str("\r\n");
-        let exchange = async {
-            let mut s = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
-            s.write_all(req.as_bytes()).await?;
-            s.write_all(&body).await?;
-            let mut buf = Vec::new();
-            (&mut s)
-                .take(MAX_RESPONSE as u64 + 1)
-                .read_to_end(&mut buf)
-                .await?;
-            Ok::<_, std::io::Error>(buf)
+        let round_trip = async {
+            let s = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
+            #[cfg(feature = "tls")]
+            if let Some(config) = &self.tls {
+                let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let s = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, s)
+                    .await?;
+                return exchange(s, &req, &body).await;
+            }
+            exchange(s, &req, &body).await
         };
-        let raw = tokio::time::timeout(self.timeout, exchange)
+        let raw = tokio::time::timeout(self.timeout, round_trip)
             .await
             .map_err(|_| Error::Embed(format!("no response within {:?}", self.timeout)))?
             .map_err(|e| {
                 Error::Embed(format!(
-                    "connection to {}:{} failed: {e}",
-                    self.host, self.port
+                    "request to {}://{}:{} failed: {e}",
+                    self.scheme(),
+                    self.host,
+                    self.port
                 ))
             })?;
         if raw.len() > MAX_RESPONSE {
@@ -185,6 +241,71 @@ impl Embedder for OpenAiEmbedder {
             Ok(out)
         }
         .boxed()
+    }
+}
+
+/// Sends the request and reads the whole response (the server closes the
+/// connection). A TLS peer that closes without `close_notify` after sending
+/// its response is accepted: the HTTP framing is checked when parsing.
+async fn exchange<S>(mut s: S, head: &str, body: &[u8]) -> std::io::Result<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body).await?;
+    s.flush().await?;
+    let mut buf = Vec::new();
+    match (&mut s)
+        .take(MAX_RESPONSE as u64 + 1)
+        .read_to_end(&mut buf)
+        .await
+    {
+        Ok(_) => Ok(buf),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => Ok(buf),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use std::sync::Arc;
+
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto};
+
+    use super::invalid;
+    use crate::error::Error;
+
+    /// A client configuration trusting Mozilla's roots and the certificates
+    /// in `extra_pem`.
+    pub(super) fn client_config(extra_pem: &[u8]) -> Result<Arc<ClientConfig>, Error> {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if !extra_pem.is_empty() {
+            let mut added = 0;
+            for cert in CertificateDer::pem_slice_iter(extra_pem) {
+                let cert =
+                    cert.map_err(|e| invalid("root_certificates", format!("bad PEM: {e}")))?;
+                roots.add(cert).map_err(|e| {
+                    invalid("root_certificates", format!("unusable certificate: {e}"))
+                })?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(invalid(
+                    "root_certificates",
+                    "no certificate in the PEM data",
+                ));
+            }
+        }
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| invalid("tls", e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        Ok(Arc::new(config))
     }
 }
 

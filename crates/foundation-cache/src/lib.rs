@@ -16,8 +16,8 @@
 //!   same, in the same scope (tenant, model, answer-changing parameters), if a
 //!   [`semantic::Verifier`] agrees; falls back to exact keys when the
 //!   [`semantic::Embedder`] fails.
-//! - [`adaptive::AdaptivePolicy`]: cost-aware admission and TTL learned from
-//!   access statistics and the loader's measured cost.
+//! - [`adaptive::AdaptivePolicy`]: cost-aware admission, tier placement and
+//!   TTL learned from access statistics and the loader's measured cost.
 //! - [`warm::Prefetcher`]: predictive warming from a successor model.
 //!
 //! Values are stored in every shared tier as a version byte plus
@@ -89,7 +89,8 @@
 //! }
 //!
 //! let exact = TieredCache::<String>::builder(CacheConfig::new(16 << 20)).build()?;
-//! // Tuning: the threshold trades hit rate for wrong answers; watch the
+//! // Tuning: the threshold trades hit rate for wrong answers; pick it with
+//! // `optimize_threshold` on labelled queries, then watch the
 //! // `foundation_cache_semantic_similarity` histogram of hits and near misses.
 //! let cache = SemanticCache::builder(exact, Arc::new(MyEmbedder(HashingEmbedder::new(384))), SemanticConfig::new(0.85, 100_000)).build()?;
 //! let scope = Scope::new().with_tenant("acme");
@@ -106,6 +107,10 @@
 //!
 //! - `redis`: [`tier::redis::RedisTier`], an L2 on a Redis server (redis 1.x, tokio).
 //! - `sqlite`: [`tier::sqlite::SqliteTier`], a durable L3 in a SQLite file (sqlx 0.9).
+//! - `ann`: an HNSW index (USearch) for semantic partitions above
+//!   [`semantic::SemanticConfig::ann_threshold`] vectors; without it search is
+//!   exact. Needs a C++17 compiler.
+//! - `tls`: `https://` endpoints for [`semantic::OpenAiEmbedder`] (rustls).
 //! - `schemars`: `JsonSchema` for the configuration types.
 //!
 //! # Metrics
@@ -123,6 +128,7 @@
 //! | `foundation_cache_coalesced_total` | counter | `cache` (waiters that joined a running load) |
 //! | `foundation_cache_refreshes_total` | counter | `cache` (stale-while-revalidate and warming loads) |
 //! | `foundation_cache_not_admitted_total` | counter | `cache` (L1 admission refused by the placement) |
+//! | `foundation_cache_lower_writes_skipped_total` | counter | `cache` (lower-tier writes the placement skipped) |
 //! | `foundation_cache_discarded_loads_total` | counter | `cache` (values not stored because of a concurrent invalidation) |
 //! | `foundation_cache_scope_mismatch_total` | counter | `cache` (shared-tier entries refused for a different scope) |
 //! | `foundation_cache_tier_errors_total` | counter | `cache`, `tier` |

@@ -103,3 +103,36 @@ fn events_go_to_the_span_the_registry_calls_current_even_with_reentry_and_out_of
         .collect();
     assert_eq!(homes, expected);
 }
+
+/// A value whose `Debug` logs an event itself.
+struct Chatty;
+
+impl std::fmt::Debug for Chatty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        tracing::info!("from debug");
+        f.write_str("chatty")
+    }
+}
+
+// `tracing` does not dispatch an event raised inside a subscriber callback
+// (here: while the layer formats a field), so only the outer event is seen;
+// capturing it must neither deadlock nor lose the current span's record.
+#[test]
+fn an_event_logged_while_another_is_captured_does_not_disturb_the_capture() {
+    let (d, h) = support::dispatch(TraceConfig::default());
+    support::with(&d, || {
+        let _root = info_span!("root", correlation_id = "nested").entered();
+        let _child = info_span!("child").entered();
+        tracing::info!(value = ?Chatty, "outer");
+        tracing::info!("after");
+    });
+    let t = h.store().find("nested").expect("trace kept");
+    assert_eq!(
+        t.outline(),
+        ["root", "  child", "    - outer", "    - after"]
+    );
+    assert_eq!(
+        t.steps[0].field("value").and_then(Value::as_str),
+        Some("chatty")
+    );
+}

@@ -5,8 +5,8 @@
 //!
 //! - [`TieredCache`]: an ordered list of tiers — L1 in-process on moka
 //!   ([`MemoryTier`], weighted by encoded size, per-entry expiry), then shared
-//!   and durable tiers behind [`Tier`] ([`tier::redis::RedisTier`],
-//!   [`tier::sqlite::SqliteTier`], [`tier::MapTier`] or yours). Reads promote
+//!   and durable tiers behind [`Tier`] (`tier::redis::RedisTier`,
+//!   `tier::sqlite::SqliteTier`, [`tier::MapTier`] or yours). Reads promote
 //!   into faster tiers; each lower tier has a [`TierPolicy`].
 //!   [`get_or_compute`](TieredCache::get_or_compute) loads a missing key once
 //!   however many tasks ask (single-flight across tiers), serves stale entries
@@ -105,8 +105,10 @@
 //!
 //! # Feature flags
 //!
-//! - `redis`: [`tier::redis::RedisTier`], an L2 on a Redis server (redis 1.x, tokio).
-//! - `sqlite`: [`tier::sqlite::SqliteTier`], a durable L3 in a SQLite file (sqlx 0.9).
+#![cfg_attr(feature = "redis", doc = "- `redis`: [`tier::redis::RedisTier`], an L2 on a Redis server (redis 1.x, tokio).")]
+#![cfg_attr(not(feature = "redis"), doc = "- `redis`: `tier::redis::RedisTier`, an L2 on a Redis server (redis 1.x, tokio).")]
+#![cfg_attr(feature = "sqlite", doc = "- `sqlite`: [`tier::sqlite::SqliteTier`], a durable L3 in a SQLite file (sqlx 0.9).")]
+#![cfg_attr(not(feature = "sqlite"), doc = "- `sqlite`: `tier::sqlite::SqliteTier`, a durable L3 in a SQLite file (sqlx 0.9).")]
 //! - `ann`: an HNSW index (USearch) for semantic partitions above
 //!   [`semantic::SemanticConfig::ann_threshold`] vectors; without it search is
 //!   exact. Needs a C++17 compiler.

@@ -18,12 +18,12 @@
 //! |---|---|
 //! | (always) | [`core`] = `foundation-core` |
 //! | `full` | every capability below |
-//! | `ratelimit` | [`ratelimit`] = `foundation-ratelimit`: multi-dimensional limits (RPM + TPM + concurrency), fair waiting, provider profiles, header feedback, tower layer |
-//! | `pool` | [`pool`] = `foundation-pool`: elastic pools over deadpool (auto-scaling, health checks, fail-fast) |
-//! | `trace` | [`trace`] = `foundation-trace`: step-by-step execution traces attached to errors |
-//! | `metrics` | [`metrics`] = `foundation-metrics`: accurate latency/token/cost distributions, rolling windows, Prometheus histograms, baselines |
-//! | `events` | [`events`] = `foundation-events`: append-only event log with schemas, queries (API and text language), subscriptions, causal trace trees (memory, SQLite, PostgreSQL) |
-//! | `cache` | [`cache`] = `foundation-cache`: tiered cache (moka L1, Redis L2, SQLite L3), single-flight loads, stale-while-revalidate, scoped semantic lookup with verifiers, cost-aware admission, predictive warming |
+//! | `ratelimit` | `foundation::ratelimit` = `foundation-ratelimit`: multi-dimensional limits (RPM + TPM + concurrency), fair waiting, provider profiles, header feedback, tower layer |
+//! | `pool` | `foundation::pool` = `foundation-pool`: elastic pools over deadpool (auto-scaling, health checks, fail-fast) |
+//! | `trace` | `foundation::trace` = `foundation-trace`: step-by-step execution traces attached to errors |
+//! | `metrics` | `foundation::metrics` = `foundation-metrics`: accurate latency/token/cost distributions, rolling windows, Prometheus histograms, baselines |
+//! | `events` | `foundation::events` = `foundation-events`: append-only event log with schemas, queries (API and text language), subscriptions, causal trace trees (memory, SQLite, PostgreSQL) |
+//! | `cache` | `foundation::cache` = `foundation-cache`: tiered cache (moka L1, Redis L2, SQLite L3), single-flight loads, stale-while-revalidate, scoped semantic lookup with verifiers, cost-aware admission, predictive warming |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// Shared vocabulary: error classification, clocks, units, configuration.

@@ -2,9 +2,8 @@
 //!
 //! A [`TieredCache`](crate::TieredCache) is an ordered list of tiers: the
 //! in-process [`MemoryTier`] (L1, moka) first, then any number of shared or
-//! durable tiers behind [`Tier`] — [`RedisTier`](redis::RedisTier) (L2,
-//! feature `redis`), [`SqliteTier`](sqlite::SqliteTier) (L3, feature
-//! `sqlite`) or your own.
+//! durable tiers behind [`Tier`] — `redis::RedisTier` (L2, feature
+//! `redis`), `sqlite::SqliteTier` (L3, feature `sqlite`) or your own.
 
 use std::fmt;
 use std::sync::Arc;

@@ -105,10 +105,22 @@
 //!
 //! # Feature flags
 //!
-#![cfg_attr(feature = "redis", doc = "- `redis`: [`tier::redis::RedisTier`], an L2 on a Redis server (redis 1.x, tokio).")]
-#![cfg_attr(not(feature = "redis"), doc = "- `redis`: `tier::redis::RedisTier`, an L2 on a Redis server (redis 1.x, tokio).")]
-#![cfg_attr(feature = "sqlite", doc = "- `sqlite`: [`tier::sqlite::SqliteTier`], a durable L3 in a SQLite file (sqlx 0.9).")]
-#![cfg_attr(not(feature = "sqlite"), doc = "- `sqlite`: `tier::sqlite::SqliteTier`, a durable L3 in a SQLite file (sqlx 0.9).")]
+#![cfg_attr(
+    feature = "redis",
+    doc = "- `redis`: [`tier::redis::RedisTier`], an L2 on a Redis server (redis 1.x, tokio)."
+)]
+#![cfg_attr(
+    not(feature = "redis"),
+    doc = "- `redis`: `tier::redis::RedisTier`, an L2 on a Redis server (redis 1.x, tokio)."
+)]
+#![cfg_attr(
+    feature = "sqlite",
+    doc = "- `sqlite`: [`tier::sqlite::SqliteTier`], a durable L3 in a SQLite file (sqlx 0.9)."
+)]
+#![cfg_attr(
+    not(feature = "sqlite"),
+    doc = "- `sqlite`: `tier::sqlite::SqliteTier`, a durable L3 in a SQLite file (sqlx 0.9)."
+)]
 //! - `ann`: an HNSW index (USearch) for semantic partitions above
 //!   [`semantic::SemanticConfig::ann_threshold`] vectors; without it search is
 //!   exact. Needs a C++17 compiler.

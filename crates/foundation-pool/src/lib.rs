@@ -77,8 +77,14 @@
 //!
 //! # Feature flags
 //!
-#![cfg_attr(feature = "postgres", doc = "- `postgres`: [`postgres::PgManager`], PostgreSQL connections on")]
-#![cfg_attr(not(feature = "postgres"), doc = "- `postgres`: `postgres::PgManager`, PostgreSQL connections on")]
+#![cfg_attr(
+    feature = "postgres",
+    doc = "- `postgres`: [`postgres::PgManager`], PostgreSQL connections on"
+)]
+#![cfg_attr(
+    not(feature = "postgres"),
+    doc = "- `postgres`: `postgres::PgManager`, PostgreSQL connections on"
+)]
 //!   `tokio-postgres` (no TLS), checked with `SELECT 1`.
 //!
 //! The crate always depends on tokio (`rt`, `sync`, `time`, `macros`) for its

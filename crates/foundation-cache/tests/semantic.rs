@@ -550,6 +550,31 @@ async fn the_approximate_index_keeps_hits_and_scopes() {
         hits >= 80,
         "{hits} of 86 lookups hit (through the HNSW index with the `ann` feature)"
     );
+
+    // The index (read back from HNSW when it is on) moves to another instance.
+    let snapshot = c.export_index();
+    assert_eq!(snapshot.len(), 600);
+    let d = SemanticCache::builder(
+        c.exact().clone(),
+        Arc::new(HashingEmbedder::new(384)),
+        config,
+    )
+    .build()
+    .unwrap();
+    assert_eq!(d.import_index(snapshot).unwrap(), 600);
+    d.compact().await;
+    assert_eq!(
+        d.approximate_partitions(),
+        usize::from(cfg!(feature = "ann")) * 2
+    );
+    let (v, o) = d
+        .lookup(
+            &Scope::new().with_tenant("b"),
+            &format!("{} please", prompts[14]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v, Some(format!("b: {}", prompts[14])), "{o:?}");
 }
 
 #[tokio::test]
@@ -739,4 +764,36 @@ async fn openai_adapter_speaks_https_and_checks_the_certificate() {
         .with_root_certificates_pem(include_bytes!("data/test-ca.pem"))
         .unwrap_err();
     assert!(e.to_string().contains("https"), "{e}");
+}
+
+#[tokio::test]
+async fn index_snapshots_are_checked_before_import() {
+    let c = cache_with(Arc::new(HashingEmbedder::new(384)), 0.8);
+    let scope = Scope::new().with_tenant("acme");
+    c.insert_many(&scope, vec![("hello there".to_owned(), "hi".to_owned())])
+        .await
+        .unwrap();
+    let mut json = serde_json::to_value(c.export_index()).unwrap();
+    // Another embedder's dimensions.
+    let small = cache_with(Arc::new(HashingEmbedder::new(16)), 0.8);
+    let e = small
+        .import_index(serde_json::from_value(json.clone()).unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("snapshot.dimensions"), "{e}");
+    // A malformed vector names its entry; nothing is imported.
+    json["entries"][0]["vector"] = serde_json::json!([1.0, 2.0]);
+    let fresh = cache_with(Arc::new(HashingEmbedder::new(384)), 0.8);
+    let e = fresh
+        .import_index(serde_json::from_value(json.clone()).unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("snapshot.entries[0].vector"), "{e}");
+    assert_eq!(fresh.indexed(), 0);
+    json["version"] = serde_json::json!(9);
+    assert!(
+        fresh
+            .import_index(serde_json::from_value(json).unwrap())
+            .unwrap_err()
+            .to_string()
+            .contains("version")
+    );
 }

@@ -27,6 +27,77 @@ async fn cache_on(l3: &SqliteTier) -> TieredCache<String> {
 }
 
 #[tokio::test]
+async fn semantic_lookups_survive_a_restart_with_an_exported_index() {
+    use foundation_cache::semantic::{
+        HashingEmbedder, IndexSnapshot, Outcome, SemanticCache, SemanticConfig,
+    };
+    let path = db_path("semantic-restart");
+    let scope = Scope::new().with_tenant("acme").with_model("small");
+    let semantic = |exact| {
+        SemanticCache::builder(
+            exact,
+            Arc::new(HashingEmbedder::new(384)),
+            SemanticConfig::new(0.8, 1000),
+        )
+        .build()
+        .unwrap()
+    };
+    let saved: Vec<u8> = {
+        let l3 = SqliteTier::open(&path, 1000).await.unwrap();
+        let cache = semantic(cache_on(&l3).await);
+        for (p, a) in [
+            ("How do I reset my password?", "Settings → Security"),
+            ("Which plans include SSO?", "Enterprise"),
+        ] {
+            cache
+                .get_or_compute(&scope, p, move || async move {
+                    Ok::<_, std::io::Error>(a.to_string())
+                })
+                .await
+                .unwrap();
+        }
+        serde_json::to_vec(&cache.export_index()).unwrap()
+    };
+    // A new process: empty L1 and index, same SQLite file, the saved index.
+    let l3 = SqliteTier::open(&path, 1000).await.unwrap();
+    let cache = semantic(cache_on(&l3).await);
+    let calls = Calls::default();
+    let (_, before) = cache
+        .lookup(&scope, "how do i reset my password")
+        .await
+        .unwrap();
+    assert!(
+        matches!(before, Outcome::Miss { nearest: None, .. }),
+        "{before:?}"
+    );
+    let snapshot: IndexSnapshot = serde_json::from_slice(&saved).unwrap();
+    assert_eq!(snapshot.len(), 2);
+    assert_eq!(cache.import_index(snapshot.clone()).unwrap(), 2);
+    assert_eq!(cache.import_index(snapshot).unwrap(), 0, "already indexed");
+    let a = cache
+        .get_or_compute(&scope, "how do i reset my password", calls.ok("recomputed"))
+        .await
+        .unwrap();
+    assert_eq!(a.value, "Settings → Security");
+    assert!(
+        matches!(a.outcome, Outcome::Semantic { .. }),
+        "{:?}",
+        a.outcome
+    );
+    assert_eq!(calls.get(), 0);
+    // Another tenant still sees nothing.
+    let (v, _) = cache
+        .lookup(
+            &Scope::new().with_tenant("globex").with_model("small"),
+            "how do i reset my password",
+        )
+        .await
+        .unwrap();
+    assert!(v.is_none());
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
 async fn survives_a_restart() {
     let path = db_path("restart");
     let key = Key::new(&Scope::new().with_tenant("acme"), "expensive");

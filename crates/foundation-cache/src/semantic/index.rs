@@ -319,6 +319,16 @@ mod hnsw {
             self.index.add(id, v).map_err(|e| e.to_string())
         }
 
+        /// The stored vector for `id` (as stored: f16 storage rounds it).
+        #[must_use]
+        pub fn vector(&self, id: u64) -> Option<Vec<f32>> {
+            let mut buf = vec![0f32; self.dims];
+            match self.index.get(id, &mut buf) {
+                Ok(n) if n > 0 => Some(buf),
+                _ => None,
+            }
+        }
+
         /// Removes a vector; returns whether it was present.
         pub fn remove(&mut self, id: u64) -> bool {
             matches!(self.index.remove(id), Ok(n) if n > 0)
@@ -442,6 +452,16 @@ impl PartitionIndex {
             return a.nearest(q);
         }
         self.exact.nearest(q)
+    }
+
+    /// A copy of the vector stored for `id`.
+    #[must_use]
+    pub fn vector(&self, id: u64) -> Option<Vec<f32>> {
+        #[cfg(feature = "ann")]
+        if let Some(a) = &self.ann {
+            return a.vector(id);
+        }
+        self.exact.vector(id).map(<[f32]>::to_vec)
     }
 
     /// A copy of the vectors to build the approximate index from, when one

@@ -138,6 +138,40 @@ pub struct Answer<V> {
     pub outcome: Outcome,
 }
 
+/// Format version of [`IndexSnapshot`].
+const SNAPSHOT_VERSION: u8 = 1;
+
+/// A portable copy of a [`SemanticCache`]'s index: scopes, prompts and
+/// vectors (answers stay in the tiers). Serialize it with any serde format.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IndexSnapshot {
+    version: u8,
+    dimensions: usize,
+    entries: Vec<SnapshotEntry>,
+}
+
+impl IndexSnapshot {
+    /// The number of prompts in the snapshot.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the snapshot holds no prompt.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct SnapshotEntry {
+    /// The scope's canonical text.
+    scope: String,
+    prompt: String,
+    vector: Vec<f32>,
+}
+
 /// The nearest indexed prompt of a lookup.
 #[derive(Debug)]
 struct Candidate {
@@ -756,6 +790,89 @@ impl<V: CacheValue> SemanticCache<V> {
                 p.write().remove(id);
             }
         }
+    }
+
+    /// A copy of the semantic index — every indexed prompt with its scope and
+    /// vector, oldest first — to persist (it is serde-serializable) and
+    /// [`import_index`](Self::import_index) into a new process, whose
+    /// answers come back from a durable or shared tier.
+    #[must_use]
+    pub fn export_index(&self) -> IndexSnapshot {
+        let st = self.inner.state.lock();
+        let parts = self.inner.partitions.read();
+        let entries = st
+            .order
+            .iter()
+            .filter_map(|(scope, id)| {
+                let e = st.entries.get(id)?;
+                let vector = parts.get(scope)?.read().vector(*id)?;
+                Some(SnapshotEntry {
+                    scope: scope.canonical().to_owned(),
+                    prompt: e.prompt.to_string(),
+                    vector,
+                })
+            })
+            .collect();
+        IndexSnapshot {
+            version: SNAPSHOT_VERSION,
+            dimensions: self.inner.embedder.dimensions(),
+            entries,
+        }
+    }
+
+    /// Indexes the prompts of `snapshot` (taken with
+    /// [`export_index`](Self::export_index)) without embedding them again;
+    /// returns how many were added (prompts already indexed are skipped).
+    /// Approximate indexes due are built in the background
+    /// ([`compact`](Self::compact) waits for them). A prompt whose answer
+    /// is no longer in any tier is dropped at its first match.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the snapshot has another format version or
+    /// dimension count, or a vector is malformed (nothing is imported then).
+    pub fn import_index(&self, snapshot: IndexSnapshot) -> Result<usize, Error> {
+        let dims = self.inner.embedder.dimensions();
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(foundation_core::ValidationErrors::single(
+                "snapshot.version",
+                format!(
+                    "unsupported version {} (expected {SNAPSHOT_VERSION})",
+                    snapshot.version
+                ),
+            )
+            .into());
+        }
+        if snapshot.dimensions != dims {
+            return Err(foundation_core::ValidationErrors::single(
+                "snapshot.dimensions",
+                format!(
+                    "{} dimensions, the embedder has {dims}",
+                    snapshot.dimensions
+                ),
+            )
+            .into());
+        }
+        if let Some(i) = snapshot
+            .entries
+            .iter()
+            .position(|e| e.vector.len() != dims || e.vector.iter().any(|x| !x.is_finite()))
+        {
+            return Err(foundation_core::ValidationErrors::single(
+                foundation_core::FieldPath::from("snapshot.entries")
+                    .index(i)
+                    .field("vector"),
+                format!("must be {dims} finite numbers"),
+            )
+            .into());
+        }
+        let before = self.indexed();
+        for e in snapshot.entries {
+            let scope = ScopeId::from_canonical(e.scope);
+            let mut v = e.vector;
+            embed::normalize(&mut v);
+            self.index(Key::new(scope, e.prompt.trim()), &e.prompt, &v);
+        }
+        Ok(self.indexed().saturating_sub(before))
     }
 
     /// Removes one prompt's answer and vector.

@@ -58,8 +58,10 @@ const ERROR_RESERVE: usize = 8;
 /// Operations are spans, steps are events; fields are captured redacted and
 /// size-capped. Finished traces go to the [`TraceStore`] as the retention
 /// policy says, and to the [`TraceSink`] if one is set. Per-span data lives in
-/// the span's extensions under this crate's private types, so the layer
-/// coexists with `tracing-opentelemetry`, `tracing-error` and `fmt`.
+/// the layer (a map from span id to the span's trace, removed when the span
+/// closes; the rare root skipped by head sampling uses a span extension of a
+/// crate-private type), so the layer coexists with `tracing-opentelemetry`,
+/// `tracing-error` and `fmt` on one registry.
 ///
 /// Errors can capture the current trace ([`TracedError`](crate::TracedError))
 /// when the subscriber is built on `tracing_subscriber::Registry`.
@@ -301,8 +303,15 @@ impl TraceLayerBuilder {
         self
     }
 
-    /// Reads time from `clock` (default: the system clock). Use
-    /// `foundation_core::TokioClock` or `ManualClock` for deterministic tests.
+    /// Reads time from `clock`. Use `foundation_core::TokioClock` or
+    /// `ManualClock` for deterministic tests.
+    ///
+    /// The default reads the CPU's time-stamp counter through `quanta` (a
+    /// counter read instead of a `clock_gettime` call per timing; quanta
+    /// falls back to the OS monotonic clock when the counter is not
+    /// invariant). Its scale is calibrated once per process against the OS
+    /// clock, which blocks the first layer's construction for typically
+    /// 10-20 ms. Pass `foundation_core::SystemClock` for `Instant::now`.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self
@@ -620,7 +629,7 @@ impl TraceShared {
     /// A copy of the trace so far, with `active` open operations.
     fn snapshot(&self, active: Vec<u32>, failing_step: Option<u32>) -> Trace {
         let buf = self.buf.lock();
-        let entries: Arc<[Entry]> = buf.entries.iter().cloned().collect();
+        let entries = Arc::new(buf.entries.clone());
         let mut steps = buf.steps.clone();
         for s in &mut steps {
             s.fields.resolve(&entries);
@@ -670,7 +679,7 @@ impl TraceBuf {
         if self.entries.is_empty() {
             return;
         }
-        let shared: Arc<[Entry]> = self.entries.drain(..).collect();
+        let shared = Arc::new(std::mem::take(&mut self.entries));
         for s in &mut self.steps {
             s.fields.resolve(&shared);
         }

@@ -65,9 +65,9 @@
 //!
 //! Add both layers to the same registry:
 //! `registry().with(TraceLayer::new(config)?).with(tracing_opentelemetry::layer())`.
-//! Each keeps its per-span data in span extensions under its own private type
-//! (`OtelData` there, this crate's records here), so neither sees or alters
-//! the other's. Both read `otel.name` for dynamic span names and
+//! Each keeps its per-span data to itself (`OtelData` in span extensions
+//! there, a map from span id to record in the layer here), so neither sees or
+//! alters the other's. Both read `otel.name` for dynamic span names and
 //! `otel.status_code` for failure, and this crate's export uses the same
 //! GenAI attribute names, so an operation looks alike in both.
 //!

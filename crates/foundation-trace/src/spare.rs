@@ -49,11 +49,18 @@ pub(crate) fn trace_bufs(
     (o, s, e)
 }
 
-/// Keeps a trace's (emptied) field buffer for this thread's next trace.
+/// Keeps a trace's field buffer (emptied) for this thread's next trace.
 pub(crate) fn keep_entries(mut entries: Vec<Entry>) {
     entries.clear();
     let _ = with_spare(|spare| {
-        spare.entries.get_or_insert(entries);
+        // The larger buffer stays.
+        if spare
+            .entries
+            .as_ref()
+            .is_none_or(|e| e.capacity() < entries.capacity())
+        {
+            spare.entries = Some(entries);
+        }
         Some(())
     });
 }
@@ -65,8 +72,13 @@ pub(crate) fn recycle(trace: Trace) {
         mut steps,
         ..
     } = trace;
+    // The steps share one field buffer: once they are gone it is ours.
+    let entries = steps.iter().find_map(|s| s.fields.shared_buf().cloned());
     operations.clear();
     steps.clear();
+    if let Some(entries) = entries.and_then(|e| std::sync::Arc::try_unwrap(e).ok()) {
+        keep_entries(entries);
+    }
     // Whatever is not kept is freed when `with_spare` returns.
     let _ = with_spare(|spare| {
         spare.steps.get_or_insert(steps);

@@ -354,7 +354,7 @@ enum FieldsRepr {
     Owned(Vec<Entry>),
     /// A range of a trace's shared field buffer.
     Shared {
-        buf: Arc<[Entry]>,
+        buf: Arc<Vec<Entry>>,
         start: u32,
         len: u32,
     },
@@ -394,6 +394,14 @@ impl Fields {
         })
     }
 
+    /// The shared buffer these fields are a range of, if any.
+    pub(crate) fn shared_buf(&self) -> Option<&Arc<Vec<Entry>>> {
+        match &self.0 {
+            FieldsRepr::Shared { buf, .. } => Some(buf),
+            _ => None,
+        }
+    }
+
     /// The range of the recording trace's buffer, while pending.
     pub(crate) fn pending_range(&self) -> Option<std::ops::Range<usize>> {
         match self.0 {
@@ -405,7 +413,7 @@ impl Fields {
     }
 
     /// Points pending fields at `buf`, the trace's field buffer.
-    pub(crate) fn resolve(&mut self, buf: &Arc<[Entry]>) {
+    pub(crate) fn resolve(&mut self, buf: &Arc<Vec<Entry>>) {
         if let FieldsRepr::Pending { start, len } = self.0 {
             self.0 = FieldsRepr::Shared {
                 buf: Arc::clone(buf),
@@ -570,9 +578,11 @@ mod tests {
 
     #[test]
     fn shared_fields_read_their_range_and_copy_on_write() {
-        let buf: Arc<[Entry]> = (0..6u64)
-            .map(|i| (Cow::Owned(format!("f{i}")), Value::U64(i)))
-            .collect();
+        let buf: Arc<Vec<Entry>> = Arc::new(
+            (0..6u64)
+                .map(|i| (Cow::Owned(format!("f{i}")), Value::U64(i)))
+                .collect(),
+        );
         let mut f = Fields::pending(2, 3);
         assert!(f.is_empty());
         f.resolve(&buf);

@@ -379,6 +379,10 @@ pub struct PartitionIndex {
     exact: ExactIndex,
     #[cfg(feature = "ann")]
     ann: Option<HnswIndex>,
+    /// Size at the last failed build: the next attempt waits until the
+    /// partition has doubled, so a failing native index is not rebuilt on
+    /// every insert.
+    failed_at: Option<usize>,
 }
 
 // === impl PartitionIndex ===
@@ -391,6 +395,7 @@ impl PartitionIndex {
             exact: ExactIndex::new(dims),
             #[cfg(feature = "ann")]
             ann: None,
+            failed_at: None,
         }
     }
 
@@ -469,12 +474,23 @@ impl PartitionIndex {
     #[must_use]
     pub fn build_due(&self, threshold: usize) -> Option<ExactIndex> {
         #[cfg(feature = "ann")]
-        return (self.ann.is_none() && self.exact.len() >= threshold).then(|| self.exact.clone());
+        return (self.ann.is_none()
+            && self.exact.len() >= threshold
+            && self
+                .failed_at
+                .is_none_or(|n| self.exact.len() >= n.saturating_mul(2)))
+        .then(|| self.exact.clone());
         #[cfg(not(feature = "ann"))]
         {
             let _ = threshold;
             None
         }
+    }
+
+    /// Records a failed build: the next one waits until the partition has
+    /// doubled.
+    pub fn build_failed(&mut self) {
+        self.failed_at = Some(self.len());
     }
 
     /// Switches to `ann`, built from [`build_due`](Self::build_due)'s copy
@@ -617,6 +633,22 @@ mod tests {
         p.remove(1000);
         assert_ne!(p.nearest(&late).unwrap().0, 1000);
         assert!(!p.insert(2000, &[1.0]), "wrong dimension refused");
+    }
+
+    #[cfg(feature = "ann")]
+    #[test]
+    fn a_failed_build_waits_until_the_partition_doubles() {
+        let mut p = PartitionIndex::new(4);
+        for i in 0..10u64 {
+            p.insert(i, &unit(vec![1.0, i as f32, 0.5, 0.25]));
+        }
+        assert!(p.build_due(8).is_some());
+        p.build_failed();
+        assert!(p.build_due(8).is_none());
+        for i in 10..20u64 {
+            p.insert(i, &unit(vec![0.5, i as f32, 1.0, 0.25]));
+        }
+        assert!(p.build_due(8).is_some(), "doubled: try again");
     }
 
     #[test]

@@ -250,7 +250,8 @@ impl<V> SemInner<V> {
                 tracing::debug!(vectors = copy.len(), took = ?started.elapsed(), "approximate index built")
             }
             Err(e) => {
-                tracing::warn!(error = %e, "approximate index build failed; search stays exact")
+                part.write().build_failed();
+                tracing::warn!(error = %e, vectors = copy.len(), "approximate index build failed; search stays exact until the partition doubles");
             }
         }
     }

@@ -17,7 +17,7 @@
 //! | `foundation_cache_tier_errors_total` | counter | `cache`, `tier` |
 //! | `foundation_cache_evictions_total` | counter | `cache`, `cause` (`size`/`expired`/`invalidated`/`replaced`) |
 //! | `foundation_cache_semantic_similarity` | histogram | `cache`, `outcome` (`hit`/`below_threshold`/`vetoed`) |
-//! | `foundation_cache_semantic_lookups_total` | counter | `cache`, `outcome` (… and `exact`/`embed_failed`) |
+//! | `foundation_cache_semantic_lookups_total` | counter | `cache`, `outcome` (… and `exact`/`embed_failed`/`coalesced`) |
 //! | `foundation_cache_prefetches_total` | counter | `cache`, `outcome` (`issued`/`used`/`wasted`/`skipped`) |
 
 use std::time::Duration;

@@ -797,3 +797,77 @@ async fn index_snapshots_are_checked_before_import() {
             .contains("version")
     );
 }
+
+#[tokio::test]
+async fn paraphrases_missing_together_share_one_computation() {
+    let c = cache_with(Arc::new(HashingEmbedder::new(384)), 0.8);
+    let scope = Scope::new().with_tenant("acme");
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let first = {
+        let (c, scope, calls, release) = (c.clone(), scope.clone(), calls.clone(), release.clone());
+        tokio::spawn(async move {
+            c.get_or_compute(&scope, "How do I reset my password?", move || async move {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = started_tx.send(());
+                release.notified().await;
+                Ok::<_, std::io::Error>("Settings → Security".to_string())
+            })
+            .await
+        })
+    };
+    started_rx.await.unwrap();
+    let ask = |prompt: &'static str, scope: Scope| {
+        let (c, calls) = (c.clone(), calls.clone());
+        tokio::spawn(async move {
+            c.get_or_compute(&scope, prompt, move || async move {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, std::io::Error>(format!("computed for {prompt}"))
+            })
+            .await
+        })
+    };
+    // While the first is computing: a paraphrase, the opposite question and another tenant.
+    let paraphrase = ask("how do i reset my password please", scope.clone());
+    let opposite = ask("How do I not reset my password?", scope.clone());
+    let other_tenant = ask(
+        "how do i reset my password please",
+        Scope::new().with_tenant("globex"),
+    );
+    let opposite = opposite.await.unwrap().unwrap();
+    let other_tenant = other_tenant.await.unwrap().unwrap();
+    release.notify_one();
+    let first = first.await.unwrap().unwrap();
+    let paraphrase = paraphrase.await.unwrap().unwrap();
+    assert_eq!(first.value, "Settings → Security");
+    assert_eq!(paraphrase.value, "Settings → Security");
+    assert!(
+        matches!(&paraphrase.outcome, Outcome::Coalesced { matched, .. } if &**matched == "How do I reset my password?"),
+        "{:?}",
+        paraphrase.outcome
+    );
+    assert!(paraphrase.outcome.is_hit());
+    // The vetoed near-duplicate and the other tenant were computed on their own.
+    assert_eq!(
+        opposite.value,
+        "computed for How do I not reset my password?"
+    );
+    assert_eq!(
+        other_tenant.value,
+        "computed for how do i reset my password please"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // Nothing is left registered: a later paraphrase is an ordinary semantic hit.
+    let later = c
+        .get_or_compute(&scope, "how do I reset my password", || async {
+            Ok::<_, std::io::Error>("unused".to_string())
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(later.outcome, Outcome::Semantic { .. }),
+        "{:?}",
+        later.outcome
+    );
+}

@@ -109,6 +109,14 @@ pub enum Outcome {
         /// The cached prompt that matched.
         matched: Arc<str>,
     },
+    /// Served by joining the computation of a similar prompt that was
+    /// missing at the same time (one model call for both).
+    Coalesced {
+        /// Cosine similarity to the prompt being computed.
+        similarity: f32,
+        /// The prompt whose computation was joined.
+        matched: Arc<str>,
+    },
     /// Computed: nothing matched.
     Miss {
         /// Similarity of the nearest prompt in the scope, if any (a near miss
@@ -125,7 +133,10 @@ impl Outcome {
     /// Whether the answer came from the cache.
     #[must_use]
     pub fn is_hit(&self) -> bool {
-        matches!(self, Self::Exact | Self::Semantic { .. })
+        matches!(
+            self,
+            Self::Exact | Self::Semantic { .. } | Self::Coalesced { .. }
+        )
     }
 }
 
@@ -136,6 +147,59 @@ pub struct Answer<V> {
     pub value: V,
     /// How it was obtained.
     pub outcome: Outcome,
+}
+
+/// Computations per scope that later paraphrases can join; more run
+/// uncoalesced.
+const MAX_PENDING_PER_SCOPE: usize = 256;
+
+/// A prompt being computed, joinable by paraphrases.
+#[derive(Debug)]
+struct InFlight {
+    id: u64,
+    key: Key,
+    prompt: Arc<str>,
+    vector: Vec<f32>,
+}
+
+enum Pending {
+    /// Join the computation of this key.
+    Join {
+        key: Key,
+        prompt: Arc<str>,
+        similarity: f32,
+    },
+    /// Registered: compute, then drop the guard.
+    Registered(PendingGuard),
+}
+
+/// Removes a registered computation when it ends, however it ends.
+struct PendingGuard {
+    inner: Arc<dyn PendingRegistry>,
+    scope: ScopeId,
+    id: u64,
+}
+
+trait PendingRegistry: Send + Sync {
+    fn remove_pending(&self, scope: &ScopeId, id: u64);
+}
+
+impl<V: Send + Sync> PendingRegistry for SemInner<V> {
+    fn remove_pending(&self, scope: &ScopeId, id: u64) {
+        let mut pending = self.pending.lock();
+        if let Some(list) = pending.get_mut(scope) {
+            list.retain(|p| p.id != id);
+            if list.is_empty() {
+                pending.remove(scope);
+            }
+        }
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.inner.remove_pending(&self.scope, self.id);
+    }
 }
 
 /// Format version of [`IndexSnapshot`].
@@ -203,6 +267,7 @@ struct SemMetrics {
     below: Counter,
     vetoed: Counter,
     embed_failed: Counter,
+    coalesced: Counter,
 }
 
 impl SemMetrics {
@@ -219,6 +284,7 @@ impl SemMetrics {
             below: n("below_threshold"),
             vetoed: n("vetoed"),
             embed_failed: n("embed_failed"),
+            coalesced: n("coalesced"),
         }
     }
 }
@@ -236,6 +302,8 @@ struct SemInner<V> {
     rebuilding: Mutex<HashSet<ScopeId>>,
     /// Approximate index builds running.
     builds: tokio::sync::watch::Sender<usize>,
+    /// Prompts being computed, per scope (paraphrases join them).
+    pending: Mutex<HashMap<ScopeId, Vec<InFlight>>>,
     metrics: SemMetrics,
 }
 
@@ -372,6 +440,7 @@ impl<V: CacheValue> SemanticCacheBuilder<V> {
                 next_id: AtomicU64::new(1),
                 rebuilding: Mutex::default(),
                 builds: tokio::sync::watch::Sender::new(0),
+                pending: Mutex::default(),
                 metrics,
             }),
         })
@@ -683,9 +752,74 @@ impl<V: CacheValue> SemanticCache<V> {
         if let Some(value) = found {
             return Ok(Answer { value, outcome });
         }
-        let value = self.inner.exact.get_or_load(&key, f).await?;
+        // A paraphrase being computed right now answers this one too.
+        let own = match self.join_or_register(&key, prompt, &q) {
+            Pending::Join {
+                key: other,
+                prompt: matched,
+                similarity,
+            } => {
+                let value = self.inner.exact.get_or_load(&other, f).await?;
+                self.inner.metrics.coalesced.increment(1);
+                return Ok(Answer {
+                    value,
+                    outcome: Outcome::Coalesced {
+                        similarity,
+                        matched,
+                    },
+                });
+            }
+            Pending::Registered(guard) => guard,
+        };
+        let value = self.inner.exact.get_or_load(&key, f).await;
+        drop(own);
+        let value = value?;
         self.index(key, prompt, &q);
         Ok(Answer { value, outcome })
+    }
+
+    /// Finds a computation in `key`'s scope of a prompt similar enough to
+    /// `prompt` (threshold and verifier) to join, or registers this one.
+    ///
+    /// Joining means loading the other prompt's exact key: the exact cache's
+    /// single-flight then runs one loader for both (whichever of the two
+    /// reaches it first), and a finished computation answers from the cache.
+    fn join_or_register(&self, key: &Key, prompt: &str, q: &[f32]) -> Pending {
+        let threshold = self.threshold();
+        let mut pending = self.inner.pending.lock();
+        let list = pending.entry(key.scope().clone()).or_default();
+        let best = list
+            .iter()
+            .map(|p| (dot(q, &p.vector), p))
+            .filter(|(sim, _)| *sim >= threshold)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((similarity, p)) = best {
+            let accepted = match &self.inner.verifier {
+                Some(v) => matches!(v.verify(prompt, &p.prompt), Verdict::Accept),
+                None => true,
+            };
+            if accepted {
+                return Pending::Join {
+                    key: p.key.clone(),
+                    prompt: p.prompt.clone(),
+                    similarity,
+                };
+            }
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        if list.len() < MAX_PENDING_PER_SCOPE {
+            list.push(InFlight {
+                id,
+                key: key.clone(),
+                prompt: Arc::from(prompt),
+                vector: q.to_vec(),
+            });
+        }
+        Pending::Registered(PendingGuard {
+            inner: self.inner.clone(),
+            scope: key.scope().clone(),
+            id,
+        })
     }
 
     /// Stores answers for many prompts of one scope, embedding them in one batch.

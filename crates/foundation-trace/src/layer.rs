@@ -40,12 +40,33 @@ thread_local! {
     static IN_SINK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 
     /// The spans entered on this thread, innermost last, per subscriber
-    /// (keyed by the address of its layer's [`SpanMap`]): the span id and
-    /// whether it was entered again while already entered. It follows the
+    /// (keyed by the address of its layer's [`SpanMap`]). It follows the
     /// registry's own stack of entered spans (the same pushes and pops), so
-    /// the current span is known without asking the registry.
-    static ENTERED: std::cell::RefCell<Vec<(usize, NonZeroU64, bool)>> =
+    /// the current span, and while it is entered its record, are known
+    /// without a lookup.
+    static ENTERED: std::cell::RefCell<Vec<Entered>> =
         const { std::cell::RefCell::new(Vec::new()) };
+
+    /// The recorded span this thread created last, with its record, until
+    /// it is entered here (usually at once) or another span is created.
+    static CREATED: std::cell::Cell<Option<(usize, NonZeroU64, Rec)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// A recorded span's trace and operation.
+type Rec = (Arc<TraceShared>, Option<u32>);
+
+/// A span entered on this thread, in [`ENTERED`].
+struct Entered {
+    key: usize,
+    id: NonZeroU64,
+    /// Entered again while already entered (so not the current span, as in
+    /// the registry).
+    again: bool,
+    /// Its record while entered, when known (recorded spans). It stays
+    /// valid while the span is entered: an entered span is open, so its id
+    /// is not reused.
+    rec: Option<Rec>,
 }
 
 /// Extra steps an error-level event may use beyond `limits.max_steps`, so the
@@ -957,7 +978,8 @@ impl Visit for Capture<'_> {
 
 // === impl Layer ===
 
-/// A recorded span's trace, operation and root flag.
+/// A recorded span's trace and operation, and whether that span is the one
+/// asked for (not an ancestor found past a per-layer filter).
 type Found = (Arc<TraceShared>, Option<u32>, bool);
 
 /// Where a new span or an event belongs, for this layer.
@@ -978,25 +1000,53 @@ impl TraceLayer {
 
     /// The span this thread is in for this layer's subscriber (as the
     /// registry's `current_span`: the innermost entered span not entered
-    /// twice), from [`ENTERED`], or from the subscriber if that is gone.
-    fn current<S>(&self, ctx: &Context<'_, S>) -> Option<Id>
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
+    /// again) and its record if known: moved out of [`ENTERED`] when `take`
+    /// (put it back with [`give_back`](Self::give_back)), else cloned.
+    /// `Err` when [`ENTERED`] is unusable (thread teardown): ask `ctx`.
+    fn current_span(&self, take: bool) -> Result<Option<(Id, Option<Rec>)>, ()> {
         let key = self.key();
         ENTERED
             .try_with(|e| {
-                let e = e.try_borrow().ok()?;
-                Some(
-                    e.iter()
-                        .rev()
-                        .find(|(k, _, again)| *k == key && !again)
-                        .map(|(_, id, _)| Id::from_non_zero_u64(*id)),
-                )
+                let mut e = e.try_borrow_mut().map_err(|_| ())?;
+                Ok(e.iter_mut()
+                    .rev()
+                    .find(|x| x.key == key && !x.again)
+                    .map(|x| {
+                        let rec = if take { x.rec.take() } else { x.rec.clone() };
+                        (Id::from_non_zero_u64(x.id), rec)
+                    }))
             })
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| ctx.current_span().id().cloned())
+            .unwrap_or(Err(()))
+    }
+
+    /// The current span's id and its record if known, as
+    /// [`current_span`](Self::current_span) or else from the subscriber.
+    fn current<S>(&self, take: bool, ctx: &Context<'_, S>) -> (Option<Id>, Option<Rec>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        match self.current_span(take) {
+            Ok(Some((id, rec))) => (Some(id), rec),
+            Ok(None) => (None, None),
+            Err(()) => (ctx.current_span().id().cloned(), None),
+        }
+    }
+
+    /// Puts the record of the entered span `id` (back) into [`ENTERED`].
+    fn give_back(&self, id: &Id, rec: Rec) {
+        let key = self.key();
+        let id = id.into_non_zero_u64();
+        let _ = ENTERED.try_with(|e| {
+            if let Ok(mut e) = e.try_borrow_mut()
+                && let Some(x) = e
+                    .iter_mut()
+                    .rev()
+                    .find(|x| x.key == key && x.id == id && !x.again)
+                && x.rec.is_none()
+            {
+                x.rec = Some(rec);
+            }
+        });
     }
 
     /// Where something whose parent the subscriber set to `direct` belongs.
@@ -1007,12 +1057,17 @@ impl TraceLayer {
         let Some(direct) = direct else {
             return Home::Root;
         };
-        if let Some(found) = self.spans.get(&direct) {
-            return Home::Recorded(found);
+        if let Some((trace, op, _)) = self.spans.get(&direct) {
+            return Home::Recorded((trace, op, true));
         }
         match seen() {
             Some(id) if id == direct => Home::Unrecorded,
-            Some(id) => self.spans.get(&id).map_or(Home::Unrecorded, Home::Recorded),
+            Some(id) => self
+                .spans
+                .get(&id)
+                .map_or(Home::Unrecorded, |(trace, op, _)| {
+                    Home::Recorded((trace, op, false))
+                }),
             None => Home::Root,
         }
     }
@@ -1031,10 +1086,26 @@ where
     fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
         let key = self.key();
         let id = id.into_non_zero_u64();
+        // The span created last is usually the one entered.
+        let rec = CREATED
+            .try_with(|c| match c.take() {
+                Some((k, i, rec)) if k == key && i == id => Some(rec),
+                other => {
+                    c.set(other);
+                    None
+                }
+            })
+            .ok()
+            .flatten();
         let _ = ENTERED.try_with(|e| {
             if let Ok(mut e) = e.try_borrow_mut() {
-                let again = e.iter().any(|(k, i, _)| *k == key && *i == id);
-                e.push((key, id, again));
+                let again = e.iter().any(|x| x.key == key && x.id == id);
+                e.push(Entered {
+                    key,
+                    id,
+                    again,
+                    rec: if again { None } else { rec },
+                });
             }
         });
     }
@@ -1042,30 +1113,34 @@ where
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         let key = self.key();
         let id = id.into_non_zero_u64();
-        let _ = ENTERED.try_with(|e| {
-            if let Ok(mut e) = e.try_borrow_mut()
-                && let Some(i) = e.iter().rposition(|(k, x, _)| *k == key && *x == id)
-            {
-                e.remove(i);
-            }
+        let left = ENTERED.try_with(|e| {
+            let mut e = e.try_borrow_mut().ok()?;
+            let i = e.iter().rposition(|x| x.key == key && x.id == id)?;
+            Some(e.remove(i))
         });
+        // Its record (if any) is dropped outside the borrow.
+        drop(left);
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if self.inner.live.load(Ordering::Acquire) == 0
-            && (attrs.parent().is_some() || (attrs.is_contextual() && self.current(&ctx).is_some()))
-        {
+        // Only the span created last is kept for `on_enter`.
+        drop(CREATED.try_with(std::cell::Cell::take));
+        // The parent as the subscriber sets it, and its record if known.
+        let (direct, known) = if attrs.is_contextual() {
+            self.current(false, &ctx)
+        } else {
+            (attrs.parent().cloned(), None)
+        };
+        if direct.is_some() && self.inner.live.load(Ordering::Acquire) == 0 {
             // No recorded trace is open, so this span's cannot be one.
             return;
         }
         let meta = attrs.metadata();
-        // The parent as the subscriber sets it.
-        let direct = if attrs.is_contextual() {
-            self.current(&ctx)
-        } else {
-            attrs.parent().cloned()
+        let home = match known {
+            Some((trace, op)) => Home::Recorded((trace, op, false)),
+            None => self.home(direct, || ctx.span(id)?.parent().map(|p| p.id())),
         };
-        let parent = match self.home(direct, || ctx.span(id)?.parent().map(|p| p.id())) {
+        let parent = match home {
             Home::Recorded(found) => Some(found),
             // The parent belongs to a trace that is not recorded.
             Home::Unrecorded => return,
@@ -1118,7 +1193,10 @@ where
             let fields = c.fields.take_vec();
             trace.push_op(parent_op, name, meta.target(), fields, c.error)
         };
+        let rec = (Arc::clone(&trace), op);
         self.spans.insert(id, SpanRecord { trace, op, is_root });
+        let key = self.key();
+        let _ = CREATED.try_with(|c| c.set(Some((key, id.into_non_zero_u64(), rec))));
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -1170,15 +1248,21 @@ where
         if self.inner.live.load(Ordering::Acquire) == 0 {
             return;
         }
-        let direct = if event.is_contextual() {
-            self.current(&ctx)
+        // The current span's record is moved out of `ENTERED` while the
+        // event is recorded and put back after.
+        let (direct, known) = if event.is_contextual() {
+            self.current(true, &ctx)
         } else {
-            event.parent().cloned()
+            (event.parent().cloned(), None)
         };
-        let Home::Recorded((trace, op, _)) =
-            self.home(direct, || ctx.event_span(event).map(|s| s.id()))
-        else {
-            return;
+        let ((trace, op), own) = match known {
+            Some(rec) => (rec, true),
+            None => match self.home(direct.clone(), || ctx.event_span(event).map(|s| s.id())) {
+                // The record is the direct parent's own unless a per-layer
+                // filter made it an ancestor's.
+                Home::Recorded((trace, op, own)) => ((trace, op), own),
+                Home::Unrecorded | Home::Root => return,
+            },
         };
         let meta = event.metadata();
         let mut c = Capture::new(&trace.settings);
@@ -1191,6 +1275,13 @@ where
         };
         let failed = *meta.level() == Level::ERROR;
         trace.push_step(op, name, *meta.level(), &mut c.fields, failed);
+        drop(c);
+        if own
+            && event.is_contextual()
+            && let Some(id) = direct
+        {
+            self.give_back(&id, (trace, op));
+        }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {

@@ -196,7 +196,7 @@ pub fn uniform(seed: u64, requests: usize, n_keys: usize) -> Workload {
 pub const REQUEST_GAP: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The outcome of one replay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Report {
     /// Requests replayed.
     pub requests: u64,
@@ -229,37 +229,35 @@ impl Report {
 /// Never for valid arguments; a zero capacity is reported as a configuration
 /// error by the cache builder and turned into an empty report.
 pub async fn replay(w: &Workload, capacity: usize, adaptive: bool) -> Report {
+    run(w, capacity, adaptive, None).await
+}
+
+/// Replays `w` on a manual clock against an L1 of `capacity` entries over
+/// `lower` (if any), with or without the adaptive policy; an empty report
+/// when the configuration is refused (zero capacity).
+async fn run(
+    w: &Workload,
+    capacity: usize,
+    adaptive: bool,
+    lower: Option<Arc<dyn Tier<u8>>>,
+) -> Report {
     let clock = foundation_core::ManualClock::new();
     let mut b = TieredCache::<u8>::builder(CacheConfig::new(capacity as u64))
         .with_weigher(|_, _| 1)
         .with_clock(Arc::new(clock.clone()));
+    if let Some(l) = lower {
+        b = b.with_tier(l, TierPolicy::default());
+    }
     if adaptive {
         match AdaptivePolicy::new(AdaptiveConfig::new(capacity)) {
             Ok(p) => b = b.with_placement(Arc::new(p)),
-            Err(_) => {
-                return Report {
-                    requests: 0,
-                    hits: 0,
-                    cost_total: 0,
-                    cost_saved: 0,
-                };
-            }
+            Err(_) => return Report::default(),
         }
     }
     let Ok(cache) = b.build() else {
-        return Report {
-            requests: 0,
-            hits: 0,
-            cost_total: 0,
-            cost_saved: 0,
-        };
+        return Report::default();
     };
-    let mut r = Report {
-        requests: 0,
-        hits: 0,
-        cost_total: 0,
-        cost_saved: 0,
-    };
+    let mut r = Report::default();
     for req in &w.requests {
         clock.advance(REQUEST_GAP);
         r.requests += 1;
@@ -379,39 +377,7 @@ pub async fn replay_tiers(w: &Workload, capacity: usize, adaptive: bool) -> Tier
         writes: AtomicU64::new(0),
         hits: AtomicU64::new(0),
     });
-    let clock = foundation_core::ManualClock::new();
-    let mut b = TieredCache::<u8>::builder(CacheConfig::new(capacity as u64))
-        .with_weigher(|_, _| 1)
-        .with_clock(Arc::new(clock.clone()))
-        .with_tier(l2.clone(), TierPolicy::default());
-    if adaptive && let Ok(p) = AdaptivePolicy::new(AdaptiveConfig::new(capacity)) {
-        b = b.with_placement(Arc::new(p));
-    }
-    let mut overall = Report {
-        requests: 0,
-        hits: 0,
-        cost_total: 0,
-        cost_saved: 0,
-    };
-    if let Ok(cache) = b.build() {
-        for req in &w.requests {
-            clock.advance(REQUEST_GAP);
-            overall.requests += 1;
-            overall.cost_total += req.cost_micros;
-            if matches!(cache.get(&req.key).await, Ok(Some(_))) {
-                overall.hits += 1;
-                overall.cost_saved += req.cost_micros;
-            } else {
-                cache
-                    .insert(
-                        &req.key,
-                        Loaded::new(0u8).with_cost(Cost::from_micros(req.cost_micros)),
-                    )
-                    .await;
-                cache.memory().run_pending_tasks().await;
-            }
-        }
-    }
+    let overall = run(w, capacity, adaptive, Some(l2.clone())).await;
     TierReport {
         overall,
         l2_hits: l2.hits.load(Ordering::Relaxed),

@@ -856,7 +856,22 @@ impl<V: CacheValue> SemanticCache<V> {
                 }
             }
         }
+        // Forgotten prompts leave their ids in `order`; drop them once they
+        // outnumber the live ones, so the queue stays bounded.
+        if st.order.len() > 2 * st.entries.len() + 64 {
+            let State { order, entries, .. } = &mut *st;
+            order.retain(|(_, id)| entries.contains_key(id));
+        }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        st.by_key.insert(key.clone(), id);
+        st.entries.insert(
+            id,
+            Indexed {
+                key: key.clone(),
+                prompt: Arc::from(prompt),
+            },
+        );
+        st.order.push_back((scope.clone(), id));
         let part = self
             .inner
             .partitions
@@ -864,18 +879,20 @@ impl<V: CacheValue> SemanticCache<V> {
             .entry(scope.clone())
             .or_insert_with(|| Arc::new(RwLock::new(PartitionIndex::new(q.len()))))
             .clone();
-        if !part.write().insert(id, q) {
+        // The vector goes in without the state lock (an HNSW insert takes a
+        // while at 100k vectors, and every lookup needs that lock); then the
+        // entry is checked again, in case it was evicted or forgotten meanwhile.
+        drop(st);
+        let inserted = part.write().insert(id, q);
+        let mut st = self.inner.state.lock();
+        if !inserted || !st.entries.contains_key(&id) {
+            if st.entries.remove(&id).is_some() {
+                st.by_key.remove(&key);
+            }
+            drop(st);
+            part.write().remove(id);
             return;
         }
-        st.by_key.insert(key.clone(), id);
-        st.entries.insert(
-            id,
-            Indexed {
-                key,
-                prompt: Arc::from(prompt),
-            },
-        );
-        st.order.push_back((scope.clone(), id));
         drop(st);
         self.start_build(scope, &part);
     }
@@ -1042,5 +1059,36 @@ impl<V: CacheValue> SemanticCache<V> {
             }
         }
         self.inner.exact.invalidate_scope(&id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CacheConfig;
+
+    #[tokio::test]
+    async fn forgotten_prompts_do_not_grow_the_eviction_queue() {
+        let exact = TieredCache::<String>::builder(CacheConfig::new(1 << 20))
+            .build()
+            .unwrap();
+        let c = SemanticCache::builder(
+            exact,
+            Arc::new(HashingEmbedder::new(32)),
+            SemanticConfig::new(0.9, 100),
+        )
+        .build()
+        .unwrap();
+        let scope = Scope::new().with_tenant("t");
+        for i in 0..2_000 {
+            let prompt = format!("question number {i}");
+            c.insert_many(&scope, vec![(prompt.clone(), "a".to_owned())])
+                .await
+                .unwrap();
+            c.invalidate(&scope, &prompt).await.unwrap();
+        }
+        let st = c.inner.state.lock();
+        assert!(st.entries.is_empty());
+        assert!(st.order.len() <= 64 + 1, "{}", st.order.len());
     }
 }

@@ -217,6 +217,28 @@ fn semantic_search(c: &mut Criterion) {
     }
     let (p50, p99, recall) = measure(&|q| part.nearest(q), &queries, &want);
     let (ep50, ep99, _) = measure(&|q| exact.nearest(q), &queries[..100], &want[..100]);
+    // Single inserts into the built index (what a miss costs once indexed),
+    // then removed again so the searches below see the same data.
+    let mut part = part;
+    let fresh = dataset(200, DIMS, &mut rng);
+    let mut ins: Vec<Duration> = fresh
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let t = Instant::now();
+            assert!(part.insert((n + i) as u64, v));
+            t.elapsed()
+        })
+        .collect();
+    for i in 0..fresh.len() {
+        part.remove((n + i) as u64);
+    }
+    ins.sort();
+    println!(
+        "  single insert into the n={n} index: p50 {:?} p99 {:?}",
+        ins[ins.len() / 2],
+        ins[ins.len() * 99 / 100]
+    );
     println!(
         "semantic search n={n} dims={DIMS}: index build {took:.1?} (approximate: {}); default p50 {p50:?} p99 {p99:?}; recall@1 vs exact {recall:.3}; exact p50 {ep50:?} p99 {ep99:?}",
         part.is_approximate()

@@ -319,6 +319,20 @@ mod hnsw {
             self.index.add(id, v).map_err(|e| e.to_string())
         }
 
+        /// Adds a vector under a new id concurrently with searches and other
+        /// shared adds, when the index has room for every concurrent caller
+        /// (the native index is thread-safe for adds and searches; only
+        /// growing it needs exclusive access). `None`: no room, or `id` is
+        /// present; use [`insert`](Self::insert) under exclusive access.
+        pub fn try_add_shared(&self, id: u64, v: &[f32]) -> Option<Result<(), String>> {
+            let room = self.index.capacity().saturating_sub(self.index.size());
+            if v.len() != self.dims || room <= SEARCH_SLOTS || self.index.contains(id) {
+                return None;
+            }
+            let _slot = self.slot();
+            Some(self.index.add(id, v).map_err(|e| e.to_string()))
+        }
+
         /// The stored vector for `id` (as stored: f16 storage rounds it).
         #[must_use]
         pub fn vector(&self, id: u64) -> Option<Vec<f32>> {
@@ -438,6 +452,25 @@ impl PartitionIndex {
             };
         }
         self.exact.insert(id, v)
+    }
+
+    /// Adds a vector without exclusive access when the approximate index is
+    /// in use and has room (searches keep running meanwhile); `None` when the
+    /// caller must use [`insert`](Self::insert) under the write lock.
+    #[must_use]
+    pub fn try_insert_shared(&self, id: u64, v: &[f32]) -> Option<bool> {
+        #[cfg(feature = "ann")]
+        if let Some(a) = &self.ann {
+            return a.try_add_shared(id, v).map(|r| match r {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "approximate index insert failed; vector not indexed");
+                    false
+                }
+            });
+        }
+        let _ = (id, v);
+        None
     }
 
     /// Removes a vector.
@@ -649,6 +682,51 @@ mod tests {
             p.insert(i, &unit(vec![0.5, i as f32, 1.0, 0.25]));
         }
         assert!(p.build_due(8).is_some(), "doubled: try again");
+    }
+
+    #[cfg(feature = "ann")]
+    #[test]
+    fn shared_inserts_run_alongside_searches() {
+        let mut seed = 11u64;
+        let mut rnd = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let vs: Vec<Vec<f32>> = (0..700)
+            .map(|_| unit((0..16).map(|_| rnd()).collect()))
+            .collect();
+        let mut p = PartitionIndex::new(16);
+        for (i, v) in vs.iter().take(300).enumerate() {
+            p.insert(i as u64, v);
+        }
+        assert!(
+            p.try_insert_shared(999, &vs[0]).is_none(),
+            "exact partitions need &mut"
+        );
+        let copy = p.build_due(1).unwrap();
+        p.install(build_ann(&copy, &AnnConfig::default()).unwrap(), &copy)
+            .unwrap();
+        let part = parking_lot::RwLock::new(p);
+        std::thread::scope(|s| {
+            for t in 0..4usize {
+                let (part, vs) = (&part, &vs);
+                s.spawn(move || {
+                    for i in (300 + t..700).step_by(4) {
+                        let done = part.read().try_insert_shared(i as u64, &vs[i]);
+                        let ok = done.unwrap_or_else(|| part.write().insert(i as u64, &vs[i]));
+                        assert!(ok, "{i}");
+                        let _ = part.read().nearest(&vs[i - 300]);
+                    }
+                });
+            }
+        });
+        let p = part.into_inner();
+        assert_eq!(p.len(), 700);
+        for i in [300usize, 451, 699] {
+            assert_eq!(p.nearest(&vs[i]).unwrap().0, i as u64);
+        }
     }
 
     #[test]

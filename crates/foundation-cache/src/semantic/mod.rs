@@ -173,32 +173,25 @@ enum Pending {
     Registered(PendingGuard),
 }
 
+/// Prompts being computed, per scope.
+type PendingMap = Arc<Mutex<HashMap<ScopeId, Vec<InFlight>>>>;
+
 /// Removes a registered computation when it ends, however it ends.
 struct PendingGuard {
-    inner: Arc<dyn PendingRegistry>,
+    pending: PendingMap,
     scope: ScopeId,
     id: u64,
 }
 
-trait PendingRegistry: Send + Sync {
-    fn remove_pending(&self, scope: &ScopeId, id: u64);
-}
-
-impl<V: Send + Sync> PendingRegistry for SemInner<V> {
-    fn remove_pending(&self, scope: &ScopeId, id: u64) {
-        let mut pending = self.pending.lock();
-        if let Some(list) = pending.get_mut(scope) {
-            list.retain(|p| p.id != id);
-            if list.is_empty() {
-                pending.remove(scope);
-            }
-        }
-    }
-}
-
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        self.inner.remove_pending(&self.scope, self.id);
+        let mut pending = self.pending.lock();
+        if let Some(list) = pending.get_mut(&self.scope) {
+            list.retain(|p| p.id != self.id);
+            if list.is_empty() {
+                pending.remove(&self.scope);
+            }
+        }
     }
 }
 
@@ -303,7 +296,7 @@ struct SemInner<V> {
     /// Approximate index builds running.
     builds: tokio::sync::watch::Sender<usize>,
     /// Prompts being computed, per scope (paraphrases join them).
-    pending: Mutex<HashMap<ScopeId, Vec<InFlight>>>,
+    pending: PendingMap,
     metrics: SemMetrics,
 }
 
@@ -440,7 +433,7 @@ impl<V: CacheValue> SemanticCacheBuilder<V> {
                 next_id: AtomicU64::new(1),
                 rebuilding: Mutex::default(),
                 builds: tokio::sync::watch::Sender::new(0),
-                pending: Mutex::default(),
+                pending: PendingMap::default(),
                 metrics,
             }),
         })
@@ -691,7 +684,8 @@ impl<V: CacheValue> SemanticCache<V> {
     }
 
     /// The answer for `prompt` in `scope`: exact hit, semantic hit, or
-    /// computed by `f` (single-flight per exact prompt) and indexed.
+    /// computed by `f` and indexed (single-flight per exact prompt, and
+    /// paraphrases missing at the same time share one computation).
     ///
     /// # Errors
     /// [`Error::Load`] when `f` fails (failures are never indexed).
@@ -816,7 +810,7 @@ impl<V: CacheValue> SemanticCache<V> {
             });
         }
         Pending::Registered(PendingGuard {
-            inner: self.inner.clone(),
+            pending: self.inner.pending.clone(),
             scope: key.scope().clone(),
             id,
         })

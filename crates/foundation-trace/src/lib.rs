@@ -76,6 +76,7 @@
 //! - `schemars`: `JsonSchema` for [`TraceConfig`] and its parts.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod capture;
 pub mod config;
 mod error;
 pub mod export;

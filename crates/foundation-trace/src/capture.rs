@@ -2,7 +2,9 @@
 //! value, collected into a per-thread reused buffer.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
+use std::mem::ManuallyDrop;
 
 use tracing::Metadata;
 use tracing::field::{Field, Visit};
@@ -17,22 +19,31 @@ thread_local! {
     /// A field buffer reused by every capture on this thread (a capture
     /// nested inside another one, from a `Debug` impl that logs, finds it
     /// taken and starts its own).
-    static SCRATCH: std::cell::Cell<Vec<Entry>> = const { std::cell::Cell::new(Vec::new()) };
+    static SCRATCH: Cell<Vec<Entry>> = const { Cell::new(Vec::new()) };
 }
 
 /// The fields of one span or event while it is captured.
-pub(crate) struct Scratch(Vec<Entry>);
+///
+/// The vector is taken from, and given back to, a per-thread slot; it is
+/// only ever dropped through [`Drop`] for `Scratch` (the `ManuallyDrop` spares
+/// the drop glue of the vector left empty behind).
+pub(crate) struct Scratch(ManuallyDrop<Vec<Entry>>);
 
 impl Scratch {
+    #[inline]
     pub(crate) fn new() -> Self {
-        Self(SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default())
+        Self(ManuallyDrop::new(
+            SCRATCH.try_with(Cell::take).unwrap_or_default(),
+        ))
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, field: Entry) {
         self.0.push(field);
     }
 
     /// Moves the fields, in order, to the end of `out`.
+    #[inline]
     pub(crate) fn drain_into(&mut self, out: &mut Vec<Entry>) {
         out.append(&mut self.0);
     }
@@ -48,13 +59,64 @@ impl Scratch {
 }
 
 impl Drop for Scratch {
+    #[inline]
     fn drop(&mut self) {
-        let mut v = std::mem::take(&mut self.0);
-        if v.capacity() <= 64 {
-            v.clear();
-            let _ = SCRATCH.try_with(|s| s.set(v));
+        let v = std::mem::take(&mut *self.0);
+        if v.capacity() != 0 {
+            give_back(v);
         }
     }
+}
+
+/// Gives a field buffer back to this thread for the next capture (a large
+/// one is freed instead).
+#[inline(never)]
+fn give_back(v: Vec<Entry>) {
+    if !v.is_empty() || v.capacity() > 64 {
+        return give_back_full(v);
+    }
+    if let Ok(old) = SCRATCH.try_with(|s| s.replace(v)) {
+        // Normally the empty vector `Scratch::new` left behind.
+        if old.capacity() == 0 {
+            std::mem::forget(old);
+        } else {
+            free(old);
+        }
+    }
+}
+
+/// [`give_back`] for a buffer that still holds fields or is large.
+#[cold]
+#[inline(never)]
+fn give_back_full(mut v: Vec<Entry>) {
+    if v.capacity() <= 64 {
+        v.clear();
+        if let Ok(old) = SCRATCH.try_with(|s| s.replace(v)) {
+            free(old);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn free(v: Vec<Entry>) {
+    drop(v);
+}
+
+/// Whether a field with this name is handled apart from plain values (the
+/// message, step and operation names, correlation id, step data, status and
+/// error flags). Cached per callsite with the secret fields.
+pub(crate) fn is_special_field(name: &str) -> bool {
+    matches!(
+        name,
+        "message"
+            | STEP_NAME_FIELD
+            | OTEL_NAME_FIELD
+            | CORRELATION_ID_FIELD
+            | STEP_DATA_FIELD
+            | "otel.status_code"
+            | "error"
+    )
 }
 
 /// Collects the fields of a span or event, redacted and capped per value.
@@ -72,6 +134,7 @@ pub(crate) struct Capture<'a> {
 }
 
 impl<'a> Capture<'a> {
+    #[inline]
     pub(crate) fn new(settings: &'a Settings) -> Self {
         Self {
             redactor: &settings.redactor,
@@ -88,6 +151,7 @@ impl<'a> Capture<'a> {
 
     /// Takes the secret field names of `meta`'s callsite from the
     /// redactor's per-callsite cache.
+    #[inline]
     pub(crate) fn at(&mut self, meta: &'static Metadata<'static>) {
         if !meta.fields().is_empty() {
             self.mask = self.redactor.callsite_mask(meta);
@@ -98,7 +162,18 @@ impl<'a> Capture<'a> {
         self.redactor.is_sensitive_field(&self.mask, field)
     }
 
+    #[inline(always)]
     pub(crate) fn text(&self, s: &str) -> Value {
+        if s.len() <= self.max_value && self.redactor.leaves(s) {
+            // The common case: short text with nothing to scrub.
+            return Value::Str(Text::new(s));
+        }
+        self.text_slow(s)
+    }
+
+    /// [`text`](Self::text) for text to scrub or cut.
+    #[inline(never)]
+    fn text_slow(&self, s: &str) -> Value {
         let clean = self.redactor.scrub_text(s);
         let s = clean.as_deref().unwrap_or(s);
         if s.len() > self.max_value {
@@ -130,6 +205,18 @@ impl<'a> Capture<'a> {
         }
     }
 
+    /// Pushes a scalar value: as is when the callsite's masks say the field
+    /// is plain, through [`push`](Self::push) otherwise.
+    #[inline(always)]
+    fn push_scalar(&mut self, field: &Field, value: Value) {
+        if self.mask.is_plain(field) {
+            self.fields.push((Cow::Borrowed(field.name()), value));
+        } else {
+            self.push(field, value);
+        }
+    }
+
+    #[inline(never)]
     pub(crate) fn push(&mut self, field: &Field, value: Value) {
         let name = field.name();
         let value = if self.is_secret(field) {
@@ -143,18 +230,27 @@ impl<'a> Capture<'a> {
         self.fields.push((Cow::Borrowed(name), value));
     }
 
+    /// Pushes a text value: plain fields inline, the rest through
+    /// [`push_flagged`](Self::push_flagged).
+    #[inline(always)]
     fn push_text(&mut self, field: &Field, s: &str) {
+        if self.mask.is_plain(field) {
+            let v = self.text(s);
+            self.fields.push((Cow::Borrowed(field.name()), v));
+        } else {
+            self.push_flagged(field, s);
+        }
+    }
+
+    /// Pushes a text value that may be secret or special.
+    #[inline(never)]
+    fn push_flagged(&mut self, field: &Field, s: &str) {
         let name = field.name();
         if self.is_secret(field) {
             self.fields.push((Cow::Borrowed(name), Value::Redacted));
             return;
         }
-        if !matches!(
-            name,
-            "message" | STEP_NAME_FIELD | OTEL_NAME_FIELD | CORRELATION_ID_FIELD | STEP_DATA_FIELD
-        ) && name != "otel.status_code"
-            && name != "error"
-        {
+        if !is_special_field(name) {
             // The common case: plain text, already known not to be secret.
             let v = self.text(s);
             self.fields.push((Cow::Borrowed(name), v));
@@ -212,16 +308,16 @@ impl<'a> Capture<'a> {
 
 impl Visit for Capture<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.push(field, Value::F64(value));
+        self.push_scalar(field, Value::F64(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.push(field, Value::I64(value));
+        self.push_scalar(field, Value::I64(value));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.push(field, Value::U64(value));
+        self.push_scalar(field, Value::U64(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.push(field, Value::Bool(value));
+        self.push_scalar(field, Value::Bool(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         self.push_text(field, value);
@@ -235,5 +331,152 @@ impl Visit for Capture<'_> {
             return;
         }
         self.push_text(field, &format!("{value:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Subscriber};
+
+    use super::*;
+    use crate::config::{RedactionConfig, TraceConfig};
+
+    /// What one capture produced, comparable.
+    #[derive(Debug, PartialEq)]
+    struct Out {
+        fields: Vec<Entry>,
+        message: Option<String>,
+        step_name: Option<String>,
+        otel_name: Option<String>,
+        correlation_id: Option<String>,
+        error: bool,
+    }
+
+    /// Captures every event twice: with its callsite's masks (the fast
+    /// paths) and without (every field decided by name).
+    struct Both {
+        settings: Settings,
+        out: Mutex<Vec<(Out, Out)>>,
+    }
+
+    fn out(mut c: Capture<'_>) -> Out {
+        Out {
+            fields: c.fields.take_vec(),
+            message: c.message.take().map(String::from),
+            step_name: c.step_name.take().map(String::from),
+            otel_name: c.otel_name.take().map(String::from),
+            correlation_id: c.correlation_id.take(),
+            error: c.error,
+        }
+    }
+
+    impl Subscriber for Both {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut fast = Capture::new(&self.settings);
+            fast.at(event.metadata());
+            event.record(&mut fast);
+            let mut slow = Capture::new(&self.settings);
+            event.record(&mut slow);
+            self.out.lock().unwrap().push((out(fast), out(slow)));
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    fn captured(redaction: RedactionConfig, max_value: usize) -> Vec<(Out, Out)> {
+        let mut config = TraceConfig::default();
+        config.limits.max_value_bytes = max_value;
+        let settings = Settings {
+            redactor: Redactor::new(&redaction),
+            config: config.clone(),
+        };
+        let sub = std::sync::Arc::new(Both {
+            settings,
+            out: Mutex::new(Vec::new()),
+        });
+        let d = tracing::Dispatch::from(std::sync::Arc::clone(&sub));
+        tracing::dispatcher::with_default(&d, || {
+            let long = "x".repeat(100);
+            for i in 0..3u64 {
+                tracing::info!(tokens = i, model = "gpt-4o-mini", ok = true);
+                tracing::info!(
+                    api_key = "sk-live-1",
+                    password = 7u64,
+                    error = true,
+                    note = "token=abc rest",
+                    short = "a b",
+                    mid = "abcd:",
+                    long = long.as_str(),
+                    dbg = ?("x", i),
+                    "hello {i} api_key={}",
+                    "sk-2"
+                );
+                tracing::info!(
+                    step = "plan",
+                    otel.name = "call: tool",
+                    correlation_id = "cid-1",
+                    otel.status_code = "ERROR",
+                    step.data = r#"{"a":1,"token":"t","s":"password=x"}"#,
+                    error = %"boom",
+                    sk = "sk-abc"
+                );
+            }
+        });
+        std::mem::take(&mut *sub.out.lock().unwrap())
+    }
+
+    #[test]
+    fn masked_capture_matches_capture_by_name() {
+        for redaction in [
+            RedactionConfig::default(),
+            RedactionConfig::default().with_value_prefix("sk-"),
+            RedactionConfig {
+                enabled: false,
+                ..RedactionConfig::default()
+            },
+        ] {
+            let all = captured(redaction.clone(), 32);
+            assert_eq!(all.len(), 9);
+            for (fast, slow) in &all {
+                assert_eq!(fast, slow, "{redaction:?}");
+            }
+            let (first, _) = &all[0];
+            assert_eq!(
+                first.fields,
+                vec![
+                    (Cow::Borrowed("tokens"), Value::U64(0)),
+                    (Cow::Borrowed("model"), Value::Str(Text::new("gpt-4o-mini"))),
+                    (Cow::Borrowed("ok"), Value::Bool(true)),
+                ]
+            );
+            let (second, _) = &all[1];
+            let get = |name: &str| second.fields.iter().find(|(k, _)| k == name).map(|e| &e.1);
+            assert!(second.error);
+            assert!(get("long").is_some_and(Value::is_truncated));
+            if redaction.enabled {
+                assert_eq!(get("api_key"), Some(&Value::Redacted));
+                assert_eq!(get("password"), Some(&Value::Redacted));
+                assert_eq!(
+                    get("note").and_then(Value::as_str),
+                    Some("token=[REDACTED] rest")
+                );
+                assert!(!second.message.as_deref().unwrap_or("").contains("sk-2"));
+            }
+            let (third, _) = &all[2];
+            assert_eq!(third.step_name.as_deref(), Some("plan"));
+            assert_eq!(third.correlation_id.as_deref(), Some("cid-1"));
+            assert!(third.error);
+        }
     }
 }

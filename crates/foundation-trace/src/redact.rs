@@ -11,19 +11,22 @@ use tracing::field::Field;
 use crate::config::RedactionConfig;
 
 /// One entry of the per-thread callsite cache: which fields of a callsite
-/// (by index, the first 64) are secrets under one compiled redactor.
+/// (by index, the first 64) are secrets under one compiled redactor, and
+/// which need more than plain capture (secrets and the special fields).
 #[derive(Clone, Copy)]
 struct CacheEntry {
     /// Address of the callsite's `&'static Metadata` (0: empty).
     callsite: usize,
     generation: u64,
     sensitive: u64,
+    flagged: u64,
 }
 
 const EMPTY: CacheEntry = CacheEntry {
     callsite: 0,
     generation: 0,
     sensitive: 0,
+    flagged: 0,
 };
 
 /// Sets of the two-way set-associative cache (256 callsites per thread).
@@ -42,6 +45,23 @@ thread_local! {
 pub(crate) struct FieldMask {
     callsite: Option<Identifier>,
     sensitive: u64,
+    /// Secrets and fields whose name
+    /// [`is_special_field`](crate::capture::is_special_field): the fields
+    /// that are not plain.
+    flagged: u64,
+}
+
+// === impl FieldMask ===
+
+impl FieldMask {
+    /// Whether `field` is known, from its callsite's masks, to be neither a
+    /// secret nor a special field (so its value is captured as is, apart from
+    /// text scrubbing and truncation). `false` when unknown.
+    #[inline(always)]
+    pub(crate) fn is_plain(&self, field: &Field) -> bool {
+        let i = field.index();
+        i < 64 && self.flagged & (1 << i) == 0 && self.callsite.as_ref() == Some(&field.callsite())
+    }
 }
 
 /// What a redacted value is replaced with.
@@ -130,52 +150,62 @@ impl Redactor {
         }
     }
 
-    /// The sensitive fields of the callsite `meta`, from a per-thread
-    /// cache keyed by the callsite's identity.
+    /// The sensitive (and special) fields of the callsite `meta`, from a
+    /// per-thread cache keyed by the callsite's identity.
+    #[inline]
     pub(crate) fn callsite_mask(&self, meta: &'static Metadata<'static>) -> FieldMask {
-        let mut mask = FieldMask {
-            callsite: Some(meta.callsite()),
-            sensitive: 0,
-        };
-        if !self.enabled {
-            return mask;
-        }
         let key = std::ptr::from_ref(meta).addr();
         // Fibonacci hashing of the address picks the set (top 7 bits).
-        let h = u64::try_from(key)
-            .unwrap_or_default()
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            >> 57;
-        let set = usize::try_from(h).unwrap_or_default() % CACHE_SETS;
+        let h = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57;
+        let set = (h as usize) % CACHE_SETS;
         let hit = CALLSITE_CACHE.with(|c| {
             let ways = &c[set];
-            ways.iter().find_map(|w| {
-                let e = w.get();
-                (e.callsite == key && e.generation == self.generation).then_some(e.sensitive)
-            })
-        });
-        mask.sensitive = match hit {
-            Some(bits) => bits,
-            None => {
-                let bits = meta
-                    .fields()
-                    .iter()
-                    .filter(|f| f.index() < 64 && self.is_sensitive_name(f.name()))
-                    .fold(0u64, |acc, f| acc | (1 << f.index()));
-                CALLSITE_CACHE.with(|c| {
-                    // The most recent entry goes to way 0; way 0 moves to way 1.
-                    let ways = &c[set];
-                    ways[1].set(ways[0].get());
-                    ways[0].set(CacheEntry {
-                        callsite: key,
-                        generation: self.generation,
-                        sensitive: bits,
-                    });
-                });
-                bits
+            let e = ways[0].get();
+            if e.callsite == key && e.generation == self.generation {
+                return Some(e);
             }
+            let e = ways[1].get();
+            (e.callsite == key && e.generation == self.generation).then_some(e)
+        });
+        let e = match hit {
+            Some(e) => e,
+            None => self.fill_cache(meta, key, set),
         };
-        mask
+        FieldMask {
+            callsite: Some(meta.callsite()),
+            sensitive: e.sensitive,
+            flagged: e.flagged,
+        }
+    }
+
+    /// Computes the masks of a callsite missing from the cache and caches
+    /// them.
+    #[cold]
+    #[inline(never)]
+    fn fill_cache(&self, meta: &'static Metadata<'static>, key: usize, set: usize) -> CacheEntry {
+        let mut e = CacheEntry {
+            callsite: key,
+            generation: self.generation,
+            sensitive: 0,
+            flagged: 0,
+        };
+        for f in meta.fields().iter().filter(|f| f.index() < 64) {
+            let bit = 1 << f.index();
+            if self.is_sensitive_name(f.name()) {
+                e.sensitive |= bit;
+                e.flagged |= bit;
+            }
+            if crate::capture::is_special_field(f.name()) {
+                e.flagged |= bit;
+            }
+        }
+        CALLSITE_CACHE.with(|c| {
+            // The most recent entry goes to way 0; way 0 moves to way 1.
+            let ways = &c[set];
+            ways[1].set(ways[0].get());
+            ways[0].set(e);
+        });
+        e
     }
 
     /// Whether `field` must be redacted: from `mask` when the field belongs
@@ -222,8 +252,26 @@ impl Redactor {
             .any(|p| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
     }
 
+    /// Whether [`scrub_text`](Self::scrub_text) is sure to leave `s` as it
+    /// is: redaction is off, or no value prefix is configured and `s` holds
+    /// no separator (every rewritten pattern needs one). One pass over `s`.
+    #[inline(always)]
+    pub(crate) fn leaves(&self, s: &str) -> bool {
+        !self.enabled || (self.value_prefixes.is_empty() && !has_separator(s.as_bytes()))
+    }
+
     /// Redacts secrets inside free text. Returns `None` when nothing changed.
+    #[inline]
     pub(crate) fn scrub_text(&self, s: &str) -> Option<String> {
+        if self.leaves(s) {
+            return None;
+        }
+        self.scrub_text_full(s)
+    }
+
+    /// [`scrub_text`](Self::scrub_text) without the fast path.
+    #[inline(never)]
+    fn scrub_text_full(&self, s: &str) -> Option<String> {
         if !self.enabled {
             return None;
         }
@@ -341,29 +389,74 @@ impl Redactor {
     }
 }
 
-/// Whether `b` holds `:`, `=` or a space, eight bytes at a time.
+/// Whether `b` holds `:`, `=` or a space, eight bytes at a time (a short
+/// slice is read as one or two overlapping words, so no byte loop runs).
+#[inline(always)]
 fn has_separator(b: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // Per byte: the high bit is set where the byte equals `c` (exact for
-    // ASCII bytes; bytes with the high bit set are excluded by `!w`).
-    let has = |w: u64, c: u8| {
-        let x = w ^ (ONES * u64::from(c));
-        (x.wrapping_sub(ONES) & !x & !w & HIGH) != 0
+    let n = b.len();
+    let found = if n > 16 {
+        return has_separator_long(b);
+    } else if n >= 8 {
+        // Two overlapping words cover 8 to 16 bytes.
+        separator_bits(word8(b, 0)) | separator_bits(word8(b, n - 8))
+    } else if n >= 4 {
+        // Two overlapping 4-byte words cover 4 to 7 bytes.
+        separator_bits(u64::from(word4(b, 0)) | (u64::from(word4(b, n - 4)) << 32))
+    } else if n > 0 {
+        // The first, middle and last byte cover 1 to 3 bytes; zero bytes are
+        // no separator.
+        separator_bits(u64::from(b[0]) | (u64::from(b[n / 2]) << 8) | (u64::from(b[n - 1]) << 16))
+    } else {
+        0
     };
-    let mut chunks = b.chunks_exact(8);
-    for c in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(c);
-        let w = u64::from_le_bytes(word);
-        if has(w, b':') || has(w, b'=') || has(w, b' ') {
+    found != 0
+}
+
+/// [`has_separator`] for more than 16 bytes.
+#[inline(never)]
+fn has_separator_long(b: &[u8]) -> bool {
+    let n = b.len();
+    let mut i = 0;
+    while i + 8 <= n {
+        if separator_bits(word8(b, i)) != 0 {
             return true;
         }
+        i += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&c| matches!(c, b':' | b'=' | b' '))
+    // The last bytes, as the (overlapping) last word.
+    i != n && n >= 8 && separator_bits(word8(b, n - 8)) != 0
+}
+
+/// The eight bytes of `b` at `i` as a little-endian word.
+#[inline(always)]
+fn word8(b: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The four bytes of `b` at `i` as a little-endian word.
+#[inline(always)]
+fn word4(b: &[u8], i: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[i..i + 4]);
+    u32::from_le_bytes(w)
+}
+
+/// Non-zero when a byte of `w` is `:`, `=` or a space.
+#[inline(always)]
+fn separator_bits(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Per byte of `x = w ^ c`: a zero byte (a byte of `w` equal to `c`)
+    // borrows into its high bit. Whether any byte is zero is exact (only
+    // positions above the first zero can be wrong); `!w` excludes bytes with
+    // the high bit set, which are never ASCII separators.
+    let zero = |c: u8| {
+        let x = w ^ (ONES * u64::from(c));
+        x.wrapping_sub(ONES) & !x
+    };
+    (zero(b':') | zero(b'=') | zero(b' ')) & !w & HIGH
 }
 
 fn is_key_byte(b: u8) -> bool {
@@ -531,7 +624,58 @@ mod tests {
         assert!(s.contains("json"));
     }
 
+    #[test]
+    fn separator_check_covers_every_length_and_position() {
+        let naive = |s: &[u8]| s.iter().any(|&c| matches!(c, b':' | b'=' | b' '));
+        for n in 0..=40 {
+            let plain: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(!has_separator(&plain), "{n}");
+            for at in 0..n {
+                for c in [b':', b'=', b' ', 0x3B, 0x1F, 0xBA, 0xA0] {
+                    let mut s = plain.clone();
+                    s[at] = c;
+                    assert_eq!(has_separator(&s), naive(&s), "{s:?}");
+                }
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn separator_check_matches_bytewise_on_random_bytes(
+            s in prop::collection::vec(any::<u8>(), 0..48),
+        ) {
+            let naive = s.iter().any(|&c| matches!(c, b':' | b'=' | b' '));
+            prop_assert_eq!(has_separator(&s), naive);
+        }
+
+        // The fast path of `scrub_text` never changes its answer, and only
+        // claims text it would leave as is.
+        #[test]
+        fn scrub_fast_path_agrees_with_full_scrub(
+            parts in prop::collection::vec(
+                prop::sample::select(vec![
+                    "api_key", "token", "Bearer ", "basic", "password", "sk-", "SK-",
+                    "gpt-4o-mini", "x", ":", "=", " ", "\"", "'", ",", "é", "\t", "abc123",
+                ]),
+                0..10,
+            ),
+            tail in "[ -~]{0,12}",
+        ) {
+            let text = format!("{}{tail}", parts.concat());
+            for r in [
+                redactor(),
+                Redactor::new(&RedactionConfig::default().with_value_prefix("sk-")),
+                Redactor::new(&RedactionConfig { enabled: false, ..RedactionConfig::default() }),
+            ] {
+                let full = r.scrub_text_full(&text);
+                prop_assert_eq!(r.scrub_text(&text), full.clone(), "{}", text);
+                if r.leaves(&text) {
+                    prop_assert!(full.is_none(), "{}", text);
+                }
+            }
+        }
+
         // A secret assigned to a sensitive key never survives, whatever
         // surrounds it.
         #[test]

@@ -208,11 +208,11 @@ impl<'a> Capture<'a> {
     /// Pushes a scalar value: as is when the callsite's masks say the field
     /// is plain, through [`push`](Self::push) otherwise.
     #[inline(always)]
-    fn push_scalar(&mut self, field: &Field, value: Value) {
+    fn push_scalar<T>(&mut self, field: &Field, value: T, make: fn(T) -> Value) {
         if self.mask.is_plain(field) {
-            self.fields.push((Cow::Borrowed(field.name()), value));
+            self.fields.push((Cow::Borrowed(field.name()), make(value)));
         } else {
-            self.push(field, value);
+            self.push(field, make(value));
         }
     }
 
@@ -308,16 +308,16 @@ impl<'a> Capture<'a> {
 
 impl Visit for Capture<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.push_scalar(field, Value::F64(value));
+        self.push_scalar(field, value, Value::F64);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.push_scalar(field, Value::I64(value));
+        self.push_scalar(field, value, Value::I64);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.push_scalar(field, Value::U64(value));
+        self.push_scalar(field, value, Value::U64);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.push_scalar(field, Value::Bool(value));
+        self.push_scalar(field, value, Value::Bool);
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         self.push_text(field, value);

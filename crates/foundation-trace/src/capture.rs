@@ -22,6 +22,15 @@ thread_local! {
     static SCRATCH: Cell<Vec<Entry>> = const { Cell::new(Vec::new()) };
 }
 
+thread_local! {
+    /// A buffer reused to format `Debug` and `Display` values (a value that
+    /// logs while it is formatted finds it taken and uses its own).
+    static FORMAT: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// The largest formatting buffer kept for the next value, in bytes.
+const MAX_KEPT_FORMAT: usize = 4096;
+
 /// The fields of one span or event while it is captured.
 ///
 /// The vector is taken from, and given back to, a per-thread slot; it is
@@ -53,7 +62,9 @@ impl Scratch {
         if self.0.is_empty() {
             Vec::new()
         } else {
-            self.0.drain(..).collect()
+            let mut v = Vec::with_capacity(self.0.len());
+            v.append(&mut self.0);
+            v
         }
     }
 }
@@ -242,6 +253,18 @@ impl<'a> Capture<'a> {
         }
     }
 
+    /// Pushes a formatted value as text, formatted into a per-thread reused
+    /// buffer (a formatting error keeps what was written).
+    fn push_formatted(&mut self, field: &Field, args: fmt::Arguments<'_>) {
+        let mut buf = FORMAT.try_with(Cell::take).unwrap_or_default();
+        buf.clear();
+        let _ = fmt::write(&mut buf, args);
+        self.push_text(field, &buf);
+        if buf.capacity() <= MAX_KEPT_FORMAT {
+            let _ = FORMAT.try_with(|f| f.set(buf));
+        }
+    }
+
     /// Pushes a text value that may be secret or special.
     #[inline(never)]
     fn push_flagged(&mut self, field: &Field, s: &str) {
@@ -323,14 +346,14 @@ impl Visit for Capture<'_> {
         self.push_text(field, value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.push_text(field, &value.to_string());
+        self.push_formatted(field, format_args!("{value}"));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if self.is_secret(field) {
             self.push(field, Value::Redacted);
             return;
         }
-        self.push_text(field, &format!("{value:?}"));
+        self.push_formatted(field, format_args!("{value:?}"));
     }
 }
 
@@ -434,6 +457,83 @@ mod tests {
             }
         });
         std::mem::take(&mut *sub.out.lock().unwrap())
+    }
+
+    /// Captures a formatted value of its own while it is formatted (as a
+    /// value that logs would), then writes its text.
+    struct Chatty(&'static str);
+
+    impl fmt::Debug for Chatty {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let settings = Settings {
+                redactor: Redactor::new(&RedactionConfig::default()),
+                config: TraceConfig::default(),
+            };
+            let mut c = Capture::new(&settings);
+            let field = tracing::field::FieldSet::new(
+                &["inner"],
+                tracing::callsite::Identifier(&NESTED_CALLSITE),
+            )
+            .field("inner")
+            .unwrap();
+            c.record_debug(&field, &"nested value");
+            let fields = c.fields.take_vec();
+            assert_eq!(
+                fields,
+                vec![(
+                    Cow::Borrowed("inner"),
+                    Value::Str(Text::new("\"nested value\""))
+                )]
+            );
+            f.write_str(self.0)
+        }
+    }
+
+    struct NestedCallsite;
+    static NESTED_CALLSITE: NestedCallsite = NestedCallsite;
+    impl tracing::callsite::Callsite for NestedCallsite {
+        fn set_interest(&self, _: tracing::subscriber::Interest) {}
+        fn metadata(&self) -> &Metadata<'_> {
+            unreachable!("not registered")
+        }
+    }
+
+    /// Writes a little, then fails.
+    struct Failing;
+
+    impl fmt::Debug for Failing {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("part")?;
+            Err(fmt::Error)
+        }
+    }
+
+    #[test]
+    fn formatting_reenters_and_survives_errors() {
+        let settings = Settings {
+            redactor: Redactor::new(&RedactionConfig::default()),
+            config: TraceConfig::default(),
+        };
+        let sub = std::sync::Arc::new(Both {
+            settings,
+            out: Mutex::new(Vec::new()),
+        });
+        let d = tracing::Dispatch::from(std::sync::Arc::clone(&sub));
+        tracing::dispatcher::with_default(&d, || {
+            tracing::info!(outer = ?Chatty("outer value"), bad = ?Failing, "top");
+        });
+        let out = std::mem::take(&mut *sub.out.lock().unwrap());
+        assert_eq!(out.len(), 1);
+        let (outer, slow) = &out[0];
+        assert_eq!(outer, slow);
+        assert_eq!(outer.message.as_deref(), Some("top"));
+        assert_eq!(
+            outer.fields,
+            vec![
+                (Cow::Borrowed("outer"), Value::Str(Text::new("outer value"))),
+                (Cow::Borrowed("bad"), Value::Str(Text::new("part"))),
+            ]
+        );
     }
 
     #[test]

@@ -254,10 +254,11 @@ impl Redactor {
 
     /// Whether [`scrub_text`](Self::scrub_text) is sure to leave `s` as it
     /// is: redaction is off, or no value prefix is configured and `s` holds
-    /// no separator (every rewritten pattern needs one). One pass over `s`.
+    /// nothing a secret span starts at ([`may_hold_secret`]). One pass over
+    /// `s`.
     #[inline(always)]
     pub(crate) fn leaves(&self, s: &str) -> bool {
-        !self.enabled || (self.value_prefixes.is_empty() && !has_separator(s.as_bytes()))
+        !self.enabled || (self.value_prefixes.is_empty() && !may_hold_secret(s.as_bytes()))
     }
 
     /// Redacts secrets inside free text. Returns `None` when nothing changed.
@@ -389,13 +390,33 @@ impl Redactor {
     }
 }
 
-/// Whether `b` holds `:`, `=` or a space, eight bytes at a time (a short
-/// slice is read as one or two overlapping words, so no byte loop runs).
+/// Whether [`Redactor::secret_spans`] may find a secret in `b`: it holds `:`
+/// or `=` (a `key: value` or `key=value` pair), or a space right after
+/// `bearer` or `basic` (an auth scheme before its credential). Every span
+/// starts at one of these, so `false` means there is none.
+#[inline(always)]
+fn may_hold_secret(b: &[u8]) -> bool {
+    // Most values hold no separator at all: one pass decides.
+    has_separator(b) && may_hold_secret_slow(b)
+}
+
+/// [`may_hold_secret`] for text holding a separator.
+#[inline(never)]
+fn may_hold_secret_slow(b: &[u8]) -> bool {
+    match separators(b) {
+        0 => false,
+        SPACE => scheme_before_space(b),
+        _ => true,
+    }
+}
+
+/// Whether `b` holds `:`, `=` or a space, eight bytes at a time: a short
+/// slice is read as one or two overlapping words, so no byte loop runs.
 #[inline(always)]
 fn has_separator(b: &[u8]) -> bool {
     let n = b.len();
     let found = if n > 16 {
-        return has_separator_long(b);
+        return separators_long(b) != 0;
     } else if n >= 8 {
         // Two overlapping words cover 8 to 16 bytes.
         separator_bits(word8(b, 0)) | separator_bits(word8(b, n - 8))
@@ -412,19 +433,73 @@ fn has_separator(b: &[u8]) -> bool {
     found != 0
 }
 
-/// [`has_separator`] for more than 16 bytes.
-#[inline(never)]
-fn has_separator_long(b: &[u8]) -> bool {
+/// [`separators`] bit: `b` holds `:` or `=`.
+const KEY_VALUE: u8 = 1;
+/// [`separators`] bit: `b` holds a space.
+const SPACE: u8 = 2;
+
+/// Which separators `b` holds ([`KEY_VALUE`], [`SPACE`]), eight bytes at a
+/// time, as [`has_separator`] reads them.
+fn separators(b: &[u8]) -> u8 {
     let n = b.len();
+    let (kv, space) = if n > 16 {
+        return separators_long(b);
+    } else if n >= 8 {
+        // Two overlapping words cover 8 to 16 bytes.
+        let (w0, w1) = (word8(b, 0), word8(b, n - 8));
+        (
+            key_value_bits(w0) | key_value_bits(w1),
+            space_bits(w0) | space_bits(w1),
+        )
+    } else if n >= 4 {
+        // Two overlapping 4-byte words cover 4 to 7 bytes.
+        let w = u64::from(word4(b, 0)) | (u64::from(word4(b, n - 4)) << 32);
+        (key_value_bits(w), space_bits(w))
+    } else if n > 0 {
+        // The first, middle and last byte cover 1 to 3 bytes; zero bytes are
+        // no separator.
+        let w = u64::from(b[0]) | (u64::from(b[n / 2]) << 8) | (u64::from(b[n - 1]) << 16);
+        (key_value_bits(w), space_bits(w))
+    } else {
+        (0, 0)
+    };
+    (u8::from(kv != 0) * KEY_VALUE) | (u8::from(space != 0) * SPACE)
+}
+
+/// [`separators`] for more than 16 bytes.
+#[inline(never)]
+fn separators_long(b: &[u8]) -> u8 {
+    let n = b.len();
+    let mut space = 0;
     let mut i = 0;
     while i + 8 <= n {
-        if separator_bits(word8(b, i)) != 0 {
-            return true;
+        let w = word8(b, i);
+        if key_value_bits(w) != 0 {
+            return KEY_VALUE;
         }
+        space |= space_bits(w);
         i += 8;
     }
-    // The last bytes, as the (overlapping) last word.
-    i != n && n >= 8 && separator_bits(word8(b, n - 8)) != 0
+    if i != n && n >= 8 {
+        // The last bytes, as the (overlapping) last word.
+        let w = word8(b, n - 8);
+        if key_value_bits(w) != 0 {
+            return KEY_VALUE;
+        }
+        space |= space_bits(w);
+    }
+    u8::from(space != 0) * SPACE
+}
+
+/// Whether a space in `b` follows `bearer` or `basic` (any case).
+#[inline(never)]
+fn scheme_before_space(b: &[u8]) -> bool {
+    (5..b.len()).any(|p| {
+        b[p] == b' '
+            && matches!(b[p - 1] | 0x20, b'r' | b'c')
+            && ((p >= 6 && b[p - 6..p].eq_ignore_ascii_case(b"bearer"))
+                || b[p - 5..p].eq_ignore_ascii_case(b"basic"))
+    })
 }
 
 /// The eight bytes of `b` at `i` as a little-endian word.
@@ -443,20 +518,35 @@ fn word4(b: &[u8], i: usize) -> u32 {
     u32::from_le_bytes(w)
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Per byte of `w`: the high bit set where the byte is `c` (whether any is
+/// set is exact; only positions above the first match can be wrong).
+#[inline(always)]
+fn eq_bits(w: u64, c: u8) -> u64 {
+    // A zero byte of `x` borrows into its high bit; `!w` excludes bytes with
+    // the high bit set, which are never ASCII.
+    let x = w ^ (ONES * u64::from(c));
+    x.wrapping_sub(ONES) & !x & !w & HIGH
+}
+
+/// Non-zero when a byte of `w` is `:` or `=`.
+#[inline(always)]
+fn key_value_bits(w: u64) -> u64 {
+    eq_bits(w, b':') | eq_bits(w, b'=')
+}
+
 /// Non-zero when a byte of `w` is `:`, `=` or a space.
 #[inline(always)]
 fn separator_bits(w: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // Per byte of `x = w ^ c`: a zero byte (a byte of `w` equal to `c`)
-    // borrows into its high bit. Whether any byte is zero is exact (only
-    // positions above the first zero can be wrong); `!w` excludes bytes with
-    // the high bit set, which are never ASCII separators.
-    let zero = |c: u8| {
-        let x = w ^ (ONES * u64::from(c));
-        x.wrapping_sub(ONES) & !x
-    };
-    (zero(b':') | zero(b'=') | zero(b' ')) & !w & HIGH
+    key_value_bits(w) | space_bits(w)
+}
+
+/// Non-zero when a byte of `w` is a space.
+#[inline(always)]
+fn space_bits(w: u64) -> u64 {
+    eq_bits(w, b' ')
 }
 
 fn is_key_byte(b: u8) -> bool {
@@ -625,6 +715,32 @@ mod tests {
     }
 
     #[test]
+    fn plain_text_is_left_without_a_full_scan() {
+        let r = redactor();
+        for s in [
+            "gpt-4o-mini",
+            "step 5 finished",
+            "a b c",
+            "",
+            "no scheme here",
+        ] {
+            assert!(r.leaves(s), "{s}");
+        }
+        for s in [
+            "calling with bearer xyz123",
+            "Basic dXNlcjpwYXNz",
+            "x BEARER y",
+            "token=abc",
+            "password: b",
+        ] {
+            assert!(!r.leaves(s), "{s}");
+            assert!(r.scrub_text(s).is_some(), "{s}");
+        }
+        assert!(!r.leaves("abasic x"));
+        assert_eq!(r.scrub_text("abasic x"), None);
+    }
+
+    #[test]
     fn separator_check_covers_every_length_and_position() {
         let naive = |s: &[u8]| s.iter().any(|&c| matches!(c, b':' | b'=' | b' '));
         for n in 0..=40 {
@@ -647,6 +763,15 @@ mod tests {
         ) {
             let naive = s.iter().any(|&c| matches!(c, b':' | b'=' | b' '));
             prop_assert_eq!(has_separator(&s), naive);
+            let kv = s.iter().any(|&c| matches!(c, b':' | b'='));
+            let space = s.contains(&b' ');
+            let want = (u8::from(kv) * KEY_VALUE) | (u8::from(space) * SPACE);
+            // A key-value separator in a long slice ends the scan early.
+            if s.len() > 16 && kv {
+                prop_assert!(separators(&s) & KEY_VALUE != 0);
+            } else {
+                prop_assert_eq!(separators(&s), want);
+            }
         }
 
         // The fast path of `scrub_text` never changes its answer, and only
@@ -657,6 +782,7 @@ mod tests {
                 prop::sample::select(vec![
                     "api_key", "token", "Bearer ", "basic", "password", "sk-", "SK-",
                     "gpt-4o-mini", "x", ":", "=", " ", "\"", "'", ",", "é", "\t", "abc123",
+                    "bearer", "BASIC", "xbasic", "Bearer", "r ", "c ", "step done",
                 ]),
                 0..10,
             ),

@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use foundation_core::{Clock, SharedClock, Validate, ValidationErrors};
@@ -18,13 +17,14 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use crate::capture::{Capture, Scratch};
+use crate::capture::Capture;
 use crate::config::{LimitsConfig, TraceConfig};
 use crate::export::TraceSink;
+use crate::recording::{Local, Patch, TimeSource, TraceBuf, TraceShared, flush_local, with_local};
 use crate::redact::Redactor;
 use crate::store::{TraceStore, sample};
 use crate::trace::{Dropped, Operation, Step, Trace, TraceId, TraceStatus};
-use crate::value::{Entry, Fields, Text, Value};
+use crate::value::{Fields, Text, Value};
 
 /// Field on a root span that sets the trace's correlation id.
 pub const CORRELATION_ID_FIELD: &str = "correlation_id";
@@ -38,40 +38,7 @@ pub const OTEL_NAME_FIELD: &str = "otel.name";
 thread_local! {
     /// Set while this thread runs the [`TraceSink`].
     static IN_SINK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-
-    /// The spans entered on this thread, innermost last, per subscriber
-    /// (keyed by the address of its layer's [`SpanMap`]). It follows the
-    /// registry's own stack of entered spans (the same pushes and pops), so
-    /// the current span, and while it is entered its record, are known
-    /// without a lookup.
-    static ENTERED: std::cell::RefCell<Vec<Entered>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-
-    /// The recorded span this thread created last, with its record, until
-    /// it is entered here (usually at once) or another span is created.
-    static CREATED: std::cell::Cell<Option<(usize, NonZeroU64, Rec)>> =
-        const { std::cell::Cell::new(None) };
 }
-
-/// A recorded span's trace and operation.
-type Rec = (Arc<TraceShared>, Option<u32>);
-
-/// A span entered on this thread, in [`ENTERED`].
-struct Entered {
-    key: usize,
-    id: NonZeroU64,
-    /// Entered again while already entered (so not the current span, as in
-    /// the registry).
-    again: bool,
-    /// Its record while entered, when known (recorded spans). It stays
-    /// valid while the span is entered: an entered span is open, so its id
-    /// is not reused.
-    rec: Option<Rec>,
-}
-
-/// Extra steps an error-level event may use beyond `limits.max_steps`, so the
-/// failure is recorded even when the cap was reached.
-const ERROR_RESERVE: usize = 8;
 
 /// A `tracing_subscriber::Layer` recording every root span (one without a
 /// parent) and its descendants as a [`Trace`].
@@ -148,81 +115,6 @@ struct Inner {
 pub(crate) struct Settings {
     pub(crate) config: TraceConfig,
     pub(crate) redactor: Redactor,
-}
-
-/// Where timings come from: the CPU's time-stamp counter through `quanta`
-/// by default (a counter read instead of a `clock_gettime` call), or the
-/// clock given to [`TraceLayerBuilder::with_clock`].
-#[derive(Clone)]
-enum TimeSource {
-    Counter(quanta::Clock),
-    Clock(SharedClock),
-}
-
-/// A reading of a [`TimeSource`]: a raw counter value or an instant.
-#[derive(Clone, Copy)]
-enum Reading {
-    Counter(u64),
-    Instant(Instant),
-}
-
-impl TimeSource {
-    fn read(&self) -> Reading {
-        match self {
-            Self::Counter(c) => Reading::Counter(c.raw()),
-            Self::Clock(c) => Reading::Instant(c.now()),
-        }
-    }
-
-    /// Time from `start` to now (zero if the source reads earlier).
-    fn since(&self, start: Reading) -> Duration {
-        match (self, start) {
-            (Self::Counter(c), Reading::Counter(raw)) => {
-                Duration::from_nanos(c.delta_as_nanos(raw, c.raw()))
-            }
-            (Self::Clock(c), Reading::Instant(at)) => c.now().saturating_duration_since(at),
-            _ => Duration::ZERO,
-        }
-    }
-}
-
-impl fmt::Debug for TimeSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Counter(_) => f.write_str("TimeSource::Counter"),
-            Self::Clock(c) => f.debug_tuple("TimeSource::Clock").field(c).finish(),
-        }
-    }
-}
-
-/// The per-trace state shared by every span of the trace.
-pub(crate) struct TraceShared {
-    id: TraceId,
-    settings: Arc<Settings>,
-    time: TimeSource,
-    started: Reading,
-    started_wall: SystemTime,
-    buf: Mutex<TraceBuf>,
-}
-
-#[derive(Default)]
-struct TraceBuf {
-    correlation_id: Option<String>,
-    ops: Vec<Operation>,
-    /// Steps, their fields pending as ranges of `entries`.
-    steps: Vec<Step>,
-    /// The fields of all steps, in order.
-    entries: Vec<Entry>,
-    seq: u32,
-    budget: Budget,
-    failed: bool,
-}
-
-/// What a trace has spent of its byte budget, and what the limits cut.
-#[derive(Default)]
-struct Budget {
-    bytes: usize,
-    dropped: Dropped,
 }
 
 /// What the layer keeps for a recorded span.
@@ -485,54 +377,18 @@ impl Inner {
         let ops = self.size_hint.0.load(Ordering::Relaxed);
         let steps = self.size_hint.1.load(Ordering::Relaxed);
         let entries = self.size_hint.2.load(Ordering::Relaxed);
-        let (ops, steps, entries) = crate::spare::trace_bufs(
+        TraceBuf::with_capacity(
             ops.clamp(1, limits.max_operations.max(1)),
             steps.clamp(1, limits.max_steps.max(1)),
             entries.min(4 * limits.max_steps.max(1)),
-        );
-        TraceBuf {
-            ops,
-            steps,
-            entries,
-            ..TraceBuf::default()
-        }
+        )
     }
 
     fn finish(&self, shared: &TraceShared, end: Duration) {
-        let mut buf = std::mem::take(&mut *shared.buf.lock());
-        self.size_hint.0.store(buf.ops.len(), Ordering::Relaxed);
-        self.size_hint.1.store(buf.steps.len(), Ordering::Relaxed);
-        self.size_hint.2.store(buf.entries.len(), Ordering::Relaxed);
-        // The steps' fields move to one shared buffer; the recording buffer
-        // is kept for this thread's next trace.
-        buf.resolve_fields();
-        crate::spare::keep_entries(buf.entries);
-        // A stored trace holds little more than it uses, whatever the hint
-        // reserved.
-        if buf.ops.capacity() > 2 * buf.ops.len() + 8 {
-            buf.ops.shrink_to_fit();
-        }
-        if buf.steps.capacity() > 2 * buf.steps.len() + 8 {
-            buf.steps.shrink_to_fit();
-        }
-        let status = if buf.failed {
-            TraceStatus::Failed
-        } else {
-            TraceStatus::Ok
-        };
-        let trace = Trace {
-            trace_id: shared.id,
-            correlation_id: buf.correlation_id.unwrap_or_else(|| shared.id.to_string()),
-            started_at: shared.started_wall,
-            duration: Some(end),
-            status,
-            recorded: true,
-            operations: buf.ops,
-            steps: buf.steps,
-            failing_step: None,
-            active: Vec::new(),
-            dropped: buf.budget.dropped,
-        };
+        let (trace, [ops, steps, entries]) = shared.finish(end);
+        self.size_hint.0.store(ops, Ordering::Relaxed);
+        self.size_hint.1.store(steps, Ordering::Relaxed);
+        self.size_hint.2.store(entries, Ordering::Relaxed);
         // Retention follows the configuration in force now, so a
         // reconfiguration bounds the store at once.
         let settings = self.settings.load();
@@ -544,207 +400,6 @@ impl Inner {
             let was = IN_SINK.replace(true);
             sink.on_trace(&kept);
             IN_SINK.set(was);
-        }
-    }
-}
-
-// === impl TraceShared ===
-
-impl TraceShared {
-    fn elapsed(&self) -> Duration {
-        self.time.since(self.started)
-    }
-
-    fn limits(&self) -> &LimitsConfig {
-        &self.settings.config.limits
-    }
-
-    /// Records a new operation; returns its id, or `None` over the cap.
-    fn push_op(
-        &self,
-        parent: Option<u32>,
-        name: Text,
-        target: &'static str,
-        mut fields: Vec<Entry>,
-        failed: bool,
-    ) -> Option<u32> {
-        // The root starts the trace; children are timed from it.
-        let start = if parent.is_some() {
-            self.elapsed()
-        } else {
-            Duration::ZERO
-        };
-        let max_ops = self.limits().max_operations;
-        let max_bytes = self.limits().max_trace_bytes;
-        let mut buf = self.buf.lock();
-        if buf.ops.len() >= max_ops {
-            buf.budget.dropped.operations += 1;
-            return None;
-        }
-        buf.budget.charge(&mut fields, max_bytes);
-        let id = u32::try_from(buf.ops.len()).ok()?;
-        let seq = buf.next_seq();
-        buf.failed |= failed;
-        buf.ops.push(Operation {
-            id,
-            parent,
-            name,
-            target: Cow::Borrowed(target),
-            fields: fields.into(),
-            start,
-            end: None,
-            failed,
-            start_seq: seq,
-        });
-        Some(id)
-    }
-
-    /// Records a step; returns its sequence number, or `None` over the cap.
-    fn push_step(
-        &self,
-        op: Option<u32>,
-        name: Text,
-        level: Level,
-        fields: &mut Scratch,
-        failed: bool,
-    ) -> Option<u32> {
-        let at = self.elapsed();
-        let max_steps = self.limits().max_steps;
-        let max_bytes = self.limits().max_trace_bytes;
-        let mut guard = self.buf.lock();
-        let buf = &mut *guard;
-        let cap = if failed {
-            max_steps + ERROR_RESERVE
-        } else {
-            max_steps
-        };
-        if buf.steps.len() >= cap {
-            buf.budget.dropped.steps += 1;
-            buf.failed |= failed;
-            return None;
-        }
-        let start = buf.entries.len();
-        fields.drain_into(&mut buf.entries);
-        buf.budget
-            .charge(buf.entries.get_mut(start..).unwrap_or_default(), max_bytes);
-        let fields = Fields::pending(start, buf.entries.len() - start);
-        let seq = buf.next_seq();
-        if failed {
-            buf.failed = true;
-            if let Some(o) = op.and_then(|o| buf.ops.get_mut(o as usize)) {
-                o.failed = true;
-            }
-        }
-        buf.steps.push(Step {
-            seq,
-            operation: op,
-            name,
-            level,
-            at,
-            fields,
-            failed,
-        });
-        Some(seq)
-    }
-
-    /// A copy of the trace so far, with `active` open operations.
-    fn snapshot(&self, active: Vec<u32>, failing_step: Option<u32>) -> Trace {
-        let buf = self.buf.lock();
-        let entries = Arc::new(buf.entries.clone());
-        let mut steps = buf.steps.clone();
-        for s in &mut steps {
-            s.fields.resolve(&entries);
-        }
-        Trace {
-            trace_id: self.id,
-            correlation_id: buf
-                .correlation_id
-                .clone()
-                .unwrap_or_else(|| self.id.to_string()),
-            started_at: self.started_wall,
-            duration: None,
-            status: if buf.failed {
-                TraceStatus::Failed
-            } else {
-                TraceStatus::InProgress
-            },
-            recorded: true,
-            operations: buf.ops.clone(),
-            steps,
-            failing_step,
-            active,
-            dropped: buf.budget.dropped,
-        }
-    }
-
-    pub(crate) fn correlation_id(&self) -> String {
-        self.buf
-            .lock()
-            .correlation_id
-            .clone()
-            .unwrap_or_else(|| self.id.to_string())
-    }
-}
-
-// === impl TraceBuf ===
-
-impl TraceBuf {
-    fn next_seq(&mut self) -> u32 {
-        let s = self.seq;
-        self.seq = self.seq.saturating_add(1);
-        s
-    }
-
-    /// Moves the steps' fields to one buffer they share.
-    fn resolve_fields(&mut self) {
-        if self.entries.is_empty() {
-            return;
-        }
-        let shared = Arc::new(std::mem::take(&mut self.entries));
-        for s in &mut self.steps {
-            s.fields.resolve(&shared);
-        }
-    }
-
-    /// The field `name` of `step`, whose fields may still be pending.
-    fn step_field<'a>(&'a self, step: &'a Step, name: &str) -> Option<&'a Value> {
-        match step.fields.pending_range() {
-            Some(r) => self
-                .entries
-                .get(r)
-                .and_then(|f| f.iter().find(|(k, _)| k == name))
-                .map(|(_, v)| v),
-            None => step.field(name),
-        }
-    }
-}
-
-// === impl Budget ===
-
-impl Budget {
-    /// Charges `fields` against the per-trace byte budget, replacing values
-    /// that do not fit by truncation markers.
-    fn charge(&mut self, fields: &mut [Entry], max_bytes: usize) {
-        for (_, v) in fields.iter_mut() {
-            if v.is_truncated() {
-                self.dropped.truncated_values += 1;
-            }
-            let w = v.weight();
-            if self.bytes + w > max_bytes {
-                let original_bytes = match &*v {
-                    Value::Truncated { original_bytes, .. } => *original_bytes,
-                    other => other.weight(),
-                };
-                if !v.is_truncated() {
-                    self.dropped.truncated_values += 1;
-                }
-                *v = Value::Truncated {
-                    head: String::new(),
-                    original_bytes,
-                };
-            } else {
-                self.bytes += w;
-            }
         }
     }
 }
@@ -766,60 +421,15 @@ enum Home {
 }
 
 impl TraceLayer {
-    /// This layer's key in [`ENTERED`].
+    /// This layer's key in the per-thread state.
+    #[inline]
     fn key(&self) -> usize {
         Arc::as_ptr(&self.spans).addr()
     }
 
-    /// The span this thread is in for this layer's subscriber (as the
-    /// registry's `current_span`: the innermost entered span not entered
-    /// again) and its record if known: moved out of [`ENTERED`] when `take`
-    /// (put it back with [`give_back`](Self::give_back)), else cloned.
-    /// `Err` when [`ENTERED`] is unusable (thread teardown): ask `ctx`.
-    fn current_span(&self, take: bool) -> Result<Option<(Id, Option<Rec>)>, ()> {
-        let key = self.key();
-        ENTERED
-            .try_with(|e| {
-                let mut e = e.try_borrow_mut().map_err(|_| ())?;
-                Ok(e.iter_mut()
-                    .rev()
-                    .find(|x| x.key == key && !x.again)
-                    .map(|x| {
-                        let rec = if take { x.rec.take() } else { x.rec.clone() };
-                        (Id::from_non_zero_u64(x.id), rec)
-                    }))
-            })
-            .unwrap_or(Err(()))
-    }
-
-    /// The current span's id and its record if known, as
-    /// [`current_span`](Self::current_span) or else from the subscriber.
-    fn current<S>(&self, take: bool, ctx: &Context<'_, S>) -> (Option<Id>, Option<Rec>)
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        match self.current_span(take) {
-            Ok(Some((id, rec))) => (Some(id), rec),
-            Ok(None) => (None, None),
-            Err(()) => (ctx.current_span().id().cloned(), None),
-        }
-    }
-
-    /// Puts the record of the entered span `id` (back) into [`ENTERED`].
-    fn give_back(&self, id: &Id, rec: Rec) {
-        let key = self.key();
-        let id = id.into_non_zero_u64();
-        let _ = ENTERED.try_with(|e| {
-            if let Ok(mut e) = e.try_borrow_mut()
-                && let Some(x) = e
-                    .iter_mut()
-                    .rev()
-                    .find(|x| x.key == key && x.id == id && !x.again)
-                && x.rec.is_none()
-            {
-                x.rec = Some(rec);
-            }
-        });
+    #[inline]
+    fn live(&self) -> bool {
+        self.inner.live.load(Ordering::Acquire) > 0
     }
 
     /// Where something whose parent the subscriber set to `direct` belongs.
@@ -844,6 +454,55 @@ impl TraceLayer {
             None => Home::Root,
         }
     }
+
+    /// Records span `id`, a child of this thread's current span, when that
+    /// span's record is known here: the operation goes to the journal.
+    /// `false` when the general path must decide (no current span, its
+    /// record unknown here, or this thread's state in use).
+    fn new_child_here(&self, key: usize, attrs: &Attributes<'_>, id: &Id) -> bool {
+        let meta = attrs.metadata();
+        with_local(|l| {
+            l.forget_created();
+            let Some(cur) = l.current(key) else {
+                return false;
+            };
+            let Some(trace) = l.trace(cur.slot) else {
+                return false;
+            };
+            let (name, fields, failed) = if meta.fields().is_empty() {
+                (Text::from_static(meta.name()), Vec::new(), false)
+            } else {
+                // A field's `Debug` that logs records through the general
+                // path (this thread's state is borrowed).
+                let mut c = Capture::new(&trace.settings);
+                c.at(meta);
+                attrs.record(&mut c);
+                let name = c
+                    .otel_name
+                    .take()
+                    .unwrap_or_else(|| Text::from_static(meta.name()));
+                (name, c.fields.take_vec(), c.error)
+            };
+            let op = trace
+                .next_op(false)
+                .map(|slot| slot.op(cur.op(), name, meta.target(), fields, failed));
+            let op_id = op.as_ref().map(|o| o.id);
+            self.spans.insert(
+                id,
+                SpanRecord {
+                    trace: Arc::clone(trace),
+                    op: op_id,
+                    is_root: false,
+                },
+            );
+            if let Some(op) = op {
+                l.journal_op(cur.slot, op);
+            }
+            l.created(key, id.into_non_zero_u64(), cur.slot, op_id);
+            true
+        })
+        .unwrap_or(false)
+    }
 }
 
 impl<S> tracing_subscriber::Layer<S> for TraceLayer
@@ -858,62 +517,45 @@ where
 
     fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
         let key = self.key();
-        let id = id.into_non_zero_u64();
-        // The span created last is usually the one entered.
-        let rec = CREATED
-            .try_with(|c| match c.take() {
-                Some((k, i, rec)) if k == key && i == id => Some(rec),
-                other => {
-                    c.set(other);
-                    None
-                }
-            })
-            .ok()
-            .flatten();
-        let _ = ENTERED.try_with(|e| {
-            if let Ok(mut e) = e.try_borrow_mut() {
-                let again = e.iter().any(|x| x.key == key && x.id == id);
-                e.push(Entered {
-                    key,
-                    id,
-                    again,
-                    rec: if again { None } else { rec },
-                });
-            }
-        });
+        let nz = id.into_non_zero_u64();
+        let missing = with_local(|l| l.enter(key, nz)).unwrap_or(false);
+        // A span created elsewhere (an instrumented future polled on
+        // another thread): its record once per entry, not per event.
+        if missing
+            && self.live()
+            && let Some((trace, op, _)) = self.spans.get(id)
+        {
+            let _ = with_local(|l| l.set_record(key, nz, &trace, op));
+        }
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         let key = self.key();
-        let id = id.into_non_zero_u64();
-        let left = ENTERED.try_with(|e| {
-            let mut e = e.try_borrow_mut().ok()?;
-            let i = e.iter().rposition(|x| x.key == key && x.id == id)?;
-            Some(e.remove(i))
-        });
-        // Its record (if any) is dropped outside the borrow.
-        drop(left);
+        let _ = with_local(|l| l.exit(key, id.into_non_zero_u64()));
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        // Only the span created last is kept for `on_enter`.
-        drop(CREATED.try_with(std::cell::Cell::take));
-        // The parent as the subscriber sets it, and its record if known.
-        let (direct, known) = if attrs.is_contextual() {
-            self.current(false, &ctx)
+        let key = self.key();
+        if attrs.is_contextual() && self.live() && self.new_child_here(key, attrs, id) {
+            return;
+        }
+        // The general path: a root, an explicit parent, or a parent whose
+        // record this thread does not know.
+        let _ = with_local(Local::forget_created);
+        let direct = if attrs.is_contextual() {
+            match with_local(|l| l.current(key)) {
+                Some(cur) => cur.map(|c| Id::from_non_zero_u64(c.id)),
+                None => ctx.current_span().id().cloned(),
+            }
         } else {
-            (attrs.parent().cloned(), None)
+            attrs.parent().cloned()
         };
-        if direct.is_some() && self.inner.live.load(Ordering::Acquire) == 0 {
+        if direct.is_some() && !self.live() {
             // No recorded trace is open, so this span's cannot be one.
             return;
         }
         let meta = attrs.metadata();
-        let home = match known {
-            Some((trace, op)) => Home::Recorded((trace, op, false)),
-            None => self.home(direct, || ctx.span(id)?.parent().map(|p| p.id())),
-        };
-        let parent = match home {
+        let parent = match self.home(direct, || ctx.span(id)?.parent().map(|p| p.id())) {
             Home::Recorded(found) => Some(found),
             // The parent belongs to a trace that is not recorded.
             Home::Unrecorded => return,
@@ -937,39 +579,52 @@ where
                     return;
                 }
                 let buf = self.inner.new_buf(&settings.config.limits);
-                let shared = Arc::new(TraceShared {
-                    id: self.inner.next_id(),
+                let shared = Arc::new(TraceShared::new(
+                    self.inner.next_id(),
                     settings,
-                    time: self.inner.time.clone(),
-                    started: self.inner.time.read(),
-                    started_wall: SystemTime::now(),
-                    buf: Mutex::new(buf),
-                });
+                    self.inner.time.clone(),
+                    buf,
+                ));
                 self.inner.live.fetch_add(1, Ordering::AcqRel);
                 (shared, None)
             }
         };
-        let op = if meta.fields().is_empty() {
-            let name = Text::from_static(meta.name());
-            trace.push_op(parent_op, name, meta.target(), Vec::new(), false)
+        let (name, fields, failed) = if meta.fields().is_empty() {
+            (Text::from_static(meta.name()), Vec::new(), false)
         } else {
             let mut c = Capture::new(&trace.settings);
             c.at(meta);
             attrs.record(&mut c);
             if is_root && let Some(cid) = c.correlation_id.take() {
-                trace.buf.lock().correlation_id = Some(cid);
+                trace.set_correlation_id(cid);
             }
             let name = c
                 .otel_name
                 .take()
                 .unwrap_or_else(|| Text::from_static(meta.name()));
-            let fields = c.fields.take_vec();
-            trace.push_op(parent_op, name, meta.target(), fields, c.error)
+            (name, c.fields.take_vec(), c.error)
         };
-        let rec = (Arc::clone(&trace), op);
-        self.spans.insert(id, SpanRecord { trace, op, is_root });
-        let key = self.key();
-        let _ = CREATED.try_with(|c| c.set(Some((key, id.into_non_zero_u64(), rec))));
+        let op = trace.next_op(is_root).map(|slot| {
+            let op = slot.op(parent_op, name, meta.target(), fields, failed);
+            let id = op.id;
+            trace.push_op(op);
+            id
+        });
+        self.spans.insert(
+            id,
+            SpanRecord {
+                trace: Arc::clone(&trace),
+                op,
+                is_root,
+            },
+        );
+        let nz = id.into_non_zero_u64();
+        let _ = with_local(|l| {
+            let slot = l.hold(&trace);
+            l.created(key, nz, slot, op);
+            // `created` holds its own use of the slot.
+            l.release_slot(slot);
+        });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -993,88 +648,103 @@ where
             c.at(meta);
         }
         values.record(&mut c);
-        let max_bytes = trace.limits().max_trace_bytes;
-        let mut guard = trace.buf.lock();
-        let buf = &mut *guard;
-        if is_root && let Some(cid) = c.correlation_id.take() {
-            buf.correlation_id = Some(cid);
-        }
-        buf.failed |= c.error;
-        let mut fields = c.fields.take_vec();
-        buf.budget.charge(&mut fields, max_bytes);
-        let Some(o) = op.and_then(|o| buf.ops.get_mut(o as usize)) else {
-            return;
-        };
-        o.failed |= c.error;
-        if let Some(n) = c.otel_name {
-            o.name = n;
-        }
-        for (k, v) in fields {
-            match o.fields.iter_mut().find(|(name, _)| *name == k) {
-                Some(slot) => slot.1 = v,
-                None => o.fields.push((k, v)),
-            }
-        }
+        // The operation is most likely still in this thread's journal.
+        flush_local(&trace);
+        let correlation_id = c.correlation_id.take().filter(|_| is_root);
+        let patch = op.map(|op| Patch {
+            op,
+            name: c.otel_name.take(),
+            fields: c.fields.take_vec(),
+            failed: c.error,
+        });
+        trace.update(correlation_id, c.error, patch);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if self.inner.live.load(Ordering::Acquire) == 0 {
+        if !self.live() {
             return;
         }
-        // The current span's record is moved out of `ENTERED` while the
-        // event is recorded and put back after.
-        let (direct, known) = if event.is_contextual() {
-            self.current(true, &ctx)
-        } else {
-            (event.parent().cloned(), None)
-        };
-        let ((trace, op), own) = match known {
-            Some(rec) => (rec, true),
-            None => match self.home(direct.clone(), || ctx.event_span(event).map(|s| s.id())) {
-                // The record is the direct parent's own unless a per-layer
-                // filter made it an ancestor's.
-                Home::Recorded((trace, op, own)) => ((trace, op), own),
-                Home::Unrecorded | Home::Root => return,
-            },
-        };
+        let key = self.key();
         let meta = event.metadata();
+        let level = *meta.level();
+        let failed = level == Level::ERROR;
+        if event.is_contextual() {
+            // This thread is inside the current span's trace: the step goes
+            // to the journal. A field's `Debug` that logs records through
+            // the general path (this thread's state is borrowed).
+            let done = with_local(|l| {
+                let cur = l.current(key)?;
+                let trace = l.trace(cur.slot)?;
+                let mut c = Capture::new(&trace.settings);
+                c.at(meta);
+                event.record(&mut c);
+                let at = trace.elapsed();
+                let name = step_name(&mut c, meta);
+                let mut fields = c.fields;
+                l.journal_step(cur.slot, cur.op(), name, level, at, &mut fields, failed);
+                Some(())
+            });
+            if let Some(Some(())) = done {
+                return;
+            }
+        }
+        let direct = if event.is_contextual() {
+            match with_local(|l| l.current(key)) {
+                Some(cur) => cur.map(|c| Id::from_non_zero_u64(c.id)),
+                None => ctx.current_span().id().cloned(),
+            }
+        } else {
+            event.parent().cloned()
+        };
+        let (trace, op) = match self.home(direct, || ctx.event_span(event).map(|s| s.id())) {
+            Home::Recorded((trace, op, _)) => (trace, op),
+            Home::Unrecorded | Home::Root => return,
+        };
         let mut c = Capture::new(&trace.settings);
         c.at(meta);
         event.record(&mut c);
-        let name = match (c.message.take(), c.step_name.take()) {
-            (_, Some(step)) => step,
-            (Some(msg), None) => msg,
-            (None, None) => Text::from_static(meta.name()),
-        };
-        let failed = *meta.level() == Level::ERROR;
-        trace.push_step(op, name, *meta.level(), &mut c.fields, failed);
-        drop(c);
-        if own
-            && event.is_contextual()
-            && let Some(id) = direct
-        {
-            self.give_back(&id, (trace, op));
-        }
+        let name = step_name(&mut c, meta);
+        let mut fields = c.fields;
+        trace.push_step(op, name, level, &mut fields, failed);
     }
 
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if self.inner.live.load(Ordering::Acquire) == 0 {
+    fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
+        if !self.live() {
             return;
         }
-        let _ = ctx;
         let Some(rec) = self.spans.remove(&id) else {
             return;
         };
         let end = rec.trace.elapsed();
-        if let Some(op) = rec.op
-            && let Some(o) = rec.trace.buf.lock().ops.get_mut(op as usize)
-        {
-            o.end = Some(end);
+        if let Some(op) = rec.op {
+            let journaled = !rec.is_root
+                && with_local(|l| match l.slot_inside(&rec.trace) {
+                    Some(slot) => {
+                        l.journal_end(slot, op, end);
+                        true
+                    }
+                    None => false,
+                })
+                .unwrap_or(false);
+            if !journaled {
+                rec.trace.push_end(op, end);
+            }
         }
         if rec.is_root {
+            flush_local(&rec.trace);
             self.inner.finish(&rec.trace, end);
             self.inner.live.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+/// A step's name: its `step` field, else its message, else the callsite's
+/// name.
+fn step_name(c: &mut Capture<'_>, meta: &'static tracing::Metadata<'static>) -> Text {
+    match (c.message.take(), c.step_name.take()) {
+        (_, Some(step)) => step,
+        (Some(msg), None) => msg,
+        (None, None) => Text::from_static(meta.name()),
     }
 }
 
@@ -1128,6 +798,8 @@ where
     if let Some(spans) = spans
         && let Some((trace, op, _)) = spans.get(&span.id())
     {
+        // What this thread recorded of the trace is read too.
+        flush_local(&trace);
         let mut active: Vec<u32> = span.scope().filter_map(|s| spans.op(&s.id())).collect();
         active.reverse();
         let mut c = Capture::new(&trace.settings);
@@ -1135,13 +807,7 @@ where
         // When the failure was just recorded (an error event with the same
         // message, e.g. from `measure_step` or `#[instrument(err)]`), mark
         // that step rather than repeating it.
-        let already = {
-            let buf = trace.buf.lock();
-            buf.steps
-                .last()
-                .filter(|s| s.failed && buf.step_field(s, "error") == Some(&v))
-                .map(|s| s.seq)
-        };
+        let already = trace.last_failed_step_with("error", &v);
         let failing = already.or_else(|| {
             c.fields.push((Cow::Borrowed("error"), v));
             trace.push_step(

@@ -81,6 +81,7 @@ pub mod config;
 mod error;
 pub mod export;
 mod layer;
+mod recording;
 mod redact;
 mod spare;
 mod step;

@@ -101,6 +101,8 @@ struct Inner {
     sink: Option<Arc<dyn TraceSink>>,
     head_counter: AtomicU64,
     ids: AtomicU64,
+    /// Serials of recorded traces (unique per layer).
+    serials: AtomicU64,
     /// Recorded root operations still open. While it is zero no span can
     /// belong to a recorded trace, so child spans and events return at once.
     live: AtomicUsize,
@@ -119,10 +121,12 @@ pub(crate) struct Settings {
 
 /// What the layer keeps for a recorded span.
 pub(crate) struct SpanRecord {
-    pub(crate) trace: Arc<TraceShared>,
+    /// Its trace's serial (see [`SpanMap::traces`]).
+    trace: u64,
     /// `None` when the operation cap dropped this span.
-    pub(crate) op: Option<u32>,
-    is_root: bool,
+    op: Option<u32>,
+    /// The trace itself, for the root (which finishes it).
+    root: Option<Arc<TraceShared>>,
 }
 
 /// Span extension of a root span that head sampling skipped (rare, so it
@@ -145,6 +149,11 @@ const SPAN_SHARDS: usize = 16;
 /// parent's record or to close a span.
 struct SpanMap {
     shards: Box<[Shard]>,
+    /// The open recorded traces by serial. A child span's record names its
+    /// trace by serial, so recording a span takes no shared reference count;
+    /// the map is read only where a span's record is not known on the thread
+    /// (a span entered or closed on another thread than its parent).
+    traces: Mutex<HashMap<u64, Arc<TraceShared>, BuildHasherDefault<IdHasher>>>,
 }
 
 /// One shard of a [`SpanMap`]: records by span id.
@@ -176,6 +185,7 @@ impl SpanMap {
     fn new() -> Self {
         Self {
             shards: (0..SPAN_SHARDS).map(|_| Mutex::default()).collect(),
+            traces: Mutex::default(),
         }
     }
 
@@ -185,16 +195,47 @@ impl SpanMap {
         &self.shards[i]
     }
 
-    fn insert(&self, id: &Id, record: SpanRecord) {
-        self.shard(id).lock().insert(id.into_u64(), record);
+    /// Records root span `id` of `trace`.
+    fn insert_root(&self, id: &Id, trace: &Arc<TraceShared>, op: Option<u32>) {
+        self.traces.lock().insert(trace.serial, Arc::clone(trace));
+        self.shard(id).lock().insert(
+            id.into_u64(),
+            SpanRecord {
+                trace: trace.serial,
+                op,
+                root: Some(Arc::clone(trace)),
+            },
+        );
+    }
+
+    /// Records child span `id` of the trace with serial `trace`.
+    fn insert_child(&self, id: &Id, trace: u64, op: Option<u32>) {
+        self.shard(id).lock().insert(
+            id.into_u64(),
+            SpanRecord {
+                trace,
+                op,
+                root: None,
+            },
+        );
+    }
+
+    /// The open trace with serial `serial`.
+    fn trace(&self, serial: u64) -> Option<Arc<TraceShared>> {
+        self.traces.lock().get(&serial).cloned()
     }
 
     /// The trace, operation and root flag of the recorded span `id`.
     fn get(&self, id: &Id) -> Option<(Arc<TraceShared>, Option<u32>, bool)> {
-        self.shard(id)
-            .lock()
-            .get(&id.into_u64())
-            .map(|r| (Arc::clone(&r.trace), r.op, r.is_root))
+        let (serial, op, root) = {
+            let shard = self.shard(id).lock();
+            let r = shard.get(&id.into_u64())?;
+            (r.trace, r.op, r.root.clone())
+        };
+        match root {
+            Some(trace) => Some((trace, op, true)),
+            None => Some((self.trace(serial)?, op, false)),
+        }
     }
 
     /// The operation of the recorded span `id`.
@@ -262,6 +303,7 @@ impl TraceLayerBuilder {
                 sink: self.sink,
                 head_counter: AtomicU64::new(0),
                 ids: AtomicU64::new(seed),
+                serials: AtomicU64::new(0),
                 live: AtomicUsize::new(0),
                 size_hint: (
                     AtomicUsize::new(8),
@@ -487,14 +529,7 @@ impl TraceLayer {
                 .next_op(false)
                 .map(|slot| slot.op(cur.op(), name, meta.target(), fields, failed));
             let op_id = op.as_ref().map(|o| o.id);
-            self.spans.insert(
-                id,
-                SpanRecord {
-                    trace: Arc::clone(trace),
-                    op: op_id,
-                    is_root: false,
-                },
-            );
+            self.spans.insert_child(id, trace.serial, op_id);
             if let Some(op) = op {
                 l.journal_op(cur.slot, op);
             }
@@ -581,6 +616,7 @@ where
                 let buf = self.inner.new_buf(&settings.config.limits);
                 let shared = Arc::new(TraceShared::new(
                     self.inner.next_id(),
+                    self.inner.serials.fetch_add(1, Ordering::Relaxed),
                     settings,
                     self.inner.time.clone(),
                     buf,
@@ -610,14 +646,11 @@ where
             trace.push_op(op);
             id
         });
-        self.spans.insert(
-            id,
-            SpanRecord {
-                trace: Arc::clone(&trace),
-                op,
-                is_root,
-            },
-        );
+        if is_root {
+            self.spans.insert_root(id, &trace, op);
+        } else {
+            self.spans.insert_child(id, trace.serial, op);
+        }
         let nz = id.into_non_zero_u64();
         let _ = with_local(|l| {
             let slot = l.hold(&trace);
@@ -715,25 +748,23 @@ where
         let Some(rec) = self.spans.remove(&id) else {
             return;
         };
-        let end = rec.trace.elapsed();
-        if let Some(op) = rec.op {
-            let journaled = !rec.is_root
-                && with_local(|l| match l.slot_inside(&rec.trace) {
-                    Some(slot) => {
-                        l.journal_end(slot, op, end);
-                        true
-                    }
-                    None => false,
-                })
-                .unwrap_or(false);
-            if !journaled {
-                rec.trace.push_end(op, end);
+        if let Some(trace) = rec.root {
+            let end = trace.elapsed();
+            if let Some(op) = rec.op {
+                trace.push_end(op, end);
             }
-        }
-        if rec.is_root {
-            flush_local(&rec.trace);
-            self.inner.finish(&rec.trace, end);
+            self.spans.traces.lock().remove(&trace.serial);
+            flush_local(&trace);
+            self.inner.finish(&trace, end);
             self.inner.live.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let Some(op) = rec.op else { return };
+        // Closed inside its trace on this thread (the usual case): the end
+        // goes to the journal.
+        let journaled = with_local(|l| l.journal_end_in(rec.trace, op)).unwrap_or(false);
+        if !journaled && let Some(trace) = self.spans.trace(rec.trace) {
+            trace.push_end(op, trace.elapsed());
         }
     }
 }

@@ -99,6 +99,8 @@ impl std::fmt::Debug for TimeSource {
 /// The per-trace state shared by every span of the trace.
 pub(crate) struct TraceShared {
     pub(crate) id: TraceId,
+    /// Unique among the layer's traces (names the trace in span records).
+    pub(crate) serial: u64,
     pub(crate) settings: Arc<Settings>,
     time: TimeSource,
     started: Reading,
@@ -185,12 +187,14 @@ struct Budget {
 impl TraceShared {
     pub(crate) fn new(
         id: TraceId,
+        serial: u64,
         settings: Arc<Settings>,
         time: TimeSource,
         buf: TraceBuf,
     ) -> Self {
         Self {
             id,
+            serial,
             settings,
             started: time.read(),
             time,
@@ -933,22 +937,20 @@ impl Local {
         self.added();
     }
 
-    /// Journals the end of operation `op` of the trace in `slot`.
+    /// Journals the end of operation `op` of the trace with serial
+    /// `trace` if this thread is inside that trace; `false` otherwise.
     #[inline]
-    pub(crate) fn journal_end(&mut self, slot: u32, op: u32, end: Duration) {
+    pub(crate) fn journal_end_in(&mut self, trace: u64, op: u32) -> bool {
+        let Some((slot, end)) = self.stack.iter().rev().find_map(|e| {
+            let t = self.trace(e.slot)?;
+            (t.serial == trace).then(|| (e.slot, t.elapsed()))
+        }) else {
+            return false;
+        };
         self.open(slot);
         self.journal.batch.ends.push((op, end));
         self.added();
-    }
-
-    /// The slot of `trace` if this thread is inside it.
-    pub(crate) fn slot_inside(&self, trace: &Arc<TraceShared>) -> Option<u32> {
-        self.stack
-            .iter()
-            .find(|e| {
-                e.slot != NO_SLOT && self.trace(e.slot).is_some_and(|t| Arc::ptr_eq(t, trace))
-            })
-            .map(|e| e.slot)
+        true
     }
 }
 

@@ -1,17 +1,15 @@
 //! The `tracing_subscriber::Layer` that records traces.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use foundation_core::{Clock, SharedClock, Validate, ValidationErrors};
-use parking_lot::Mutex;
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
@@ -22,6 +20,7 @@ use crate::config::{LimitsConfig, TraceConfig};
 use crate::export::TraceSink;
 use crate::recording::{Local, Patch, TimeSource, TraceBuf, TraceShared, flush_local, with_local};
 use crate::redact::Redactor;
+use crate::spans::SpanMap;
 use crate::store::{TraceStore, sample};
 use crate::trace::{Dropped, Operation, Step, Trace, TraceId, TraceStatus};
 use crate::value::{Fields, Text, Value};
@@ -101,8 +100,6 @@ struct Inner {
     sink: Option<Arc<dyn TraceSink>>,
     head_counter: AtomicU64,
     ids: AtomicU64,
-    /// Serials of recorded traces (unique per layer).
-    serials: AtomicU64,
     /// Recorded root operations still open. While it is zero no span can
     /// belong to a recorded trace, so child spans and events return at once.
     live: AtomicUsize,
@@ -119,133 +116,11 @@ pub(crate) struct Settings {
     pub(crate) redactor: Redactor,
 }
 
-/// What the layer keeps for a recorded span.
-pub(crate) struct SpanRecord {
-    /// Its trace's serial (see [`SpanMap::traces`]).
-    trace: u64,
-    /// `None` when the operation cap dropped this span.
-    op: Option<u32>,
-    /// The trace itself, for the root (which finishes it).
-    root: Option<Arc<TraceShared>>,
-}
-
 /// Span extension of a root span that head sampling skipped (rare, so it
 /// lives in the span's extensions rather than in the [`SpanMap`]).
 pub(crate) struct Unrecorded {
     pub(crate) id: TraceId,
     pub(crate) correlation_id: Option<String>,
-}
-
-/// Shards of a [`SpanMap`].
-const SPAN_SHARDS: usize = 16;
-
-/// The records of a subscriber's recorded spans, by span id.
-///
-/// A record is added when a recorded span is created and removed when it
-/// closes (the subscriber reports every close to the layer), so an id is
-/// never looked up after it was released for reuse. Kept by the layer rather
-/// than in span extensions: one hash-map insert and remove per span instead
-/// of a boxed extension, and no span lookup in the registry to find a
-/// parent's record or to close a span.
-struct SpanMap {
-    shards: Box<[Shard]>,
-    /// The open recorded traces by serial. A child span's record names its
-    /// trace by serial, so recording a span takes no shared reference count;
-    /// the map is read only where a span's record is not known on the thread
-    /// (a span entered or closed on another thread than its parent).
-    traces: Mutex<HashMap<u64, Arc<TraceShared>, BuildHasherDefault<IdHasher>>>,
-}
-
-/// One shard of a [`SpanMap`]: records by span id.
-type Shard = Mutex<HashMap<u64, SpanRecord, BuildHasherDefault<IdHasher>>>;
-
-/// Hashes span ids (small, dense integers) by multiplication.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-        self.0 = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = h ^ (h >> 29);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl SpanMap {
-    fn new() -> Self {
-        Self {
-            shards: (0..SPAN_SHARDS).map(|_| Mutex::default()).collect(),
-            traces: Mutex::default(),
-        }
-    }
-
-    fn shard(&self, id: &Id) -> &Shard {
-        let h = id.into_u64().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59;
-        let i = usize::try_from(h).unwrap_or_default() % self.shards.len().max(1);
-        &self.shards[i]
-    }
-
-    /// Records root span `id` of `trace`.
-    fn insert_root(&self, id: &Id, trace: &Arc<TraceShared>, op: Option<u32>) {
-        self.traces.lock().insert(trace.serial, Arc::clone(trace));
-        self.shard(id).lock().insert(
-            id.into_u64(),
-            SpanRecord {
-                trace: trace.serial,
-                op,
-                root: Some(Arc::clone(trace)),
-            },
-        );
-    }
-
-    /// Records child span `id` of the trace with serial `trace`.
-    fn insert_child(&self, id: &Id, trace: u64, op: Option<u32>) {
-        self.shard(id).lock().insert(
-            id.into_u64(),
-            SpanRecord {
-                trace,
-                op,
-                root: None,
-            },
-        );
-    }
-
-    /// The open trace with serial `serial`.
-    fn trace(&self, serial: u64) -> Option<Arc<TraceShared>> {
-        self.traces.lock().get(&serial).cloned()
-    }
-
-    /// The trace, operation and root flag of the recorded span `id`.
-    fn get(&self, id: &Id) -> Option<(Arc<TraceShared>, Option<u32>, bool)> {
-        let (serial, op, root) = {
-            let shard = self.shard(id).lock();
-            let r = shard.get(&id.into_u64())?;
-            (r.trace, r.op, r.root.clone())
-        };
-        match root {
-            Some(trace) => Some((trace, op, true)),
-            None => Some((self.trace(serial)?, op, false)),
-        }
-    }
-
-    /// The operation of the recorded span `id`.
-    fn op(&self, id: &Id) -> Option<u32> {
-        self.shard(id).lock().get(&id.into_u64()).and_then(|r| r.op)
-    }
-
-    fn remove(&self, id: &Id) -> Option<SpanRecord> {
-        self.shard(id).lock().remove(&id.into_u64())
-    }
 }
 
 // === impl TraceLayerBuilder ===
@@ -303,7 +178,6 @@ impl TraceLayerBuilder {
                 sink: self.sink,
                 head_counter: AtomicU64::new(0),
                 ids: AtomicU64::new(seed),
-                serials: AtomicU64::new(0),
                 live: AtomicUsize::new(0),
                 size_hint: (
                     AtomicUsize::new(8),
@@ -616,7 +490,7 @@ where
                 let buf = self.inner.new_buf(&settings.config.limits);
                 let shared = Arc::new(TraceShared::new(
                     self.inner.next_id(),
-                    self.inner.serials.fetch_add(1, Ordering::Relaxed),
+                    self.spans.new_serial(),
                     settings,
                     self.inner.time.clone(),
                     buf,
@@ -753,7 +627,7 @@ where
             if let Some(op) = rec.op {
                 trace.push_end(op, end);
             }
-            self.spans.traces.lock().remove(&trace.serial);
+            self.spans.finished(trace.serial);
             flush_local(&trace);
             self.inner.finish(&trace, end);
             self.inner.live.fetch_sub(1, Ordering::AcqRel);

@@ -83,6 +83,7 @@ pub mod export;
 mod layer;
 mod recording;
 mod redact;
+mod spans;
 mod spare;
 mod step;
 mod store;

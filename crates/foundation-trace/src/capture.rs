@@ -46,6 +46,18 @@ impl Scratch {
         ))
     }
 
+    /// A buffer that is `v`: fields are appended after what it holds.
+    #[inline]
+    pub(crate) fn from_vec(v: Vec<Entry>) -> Self {
+        Self(ManuallyDrop::new(v))
+    }
+
+    /// The buffer with the fields (nothing goes back to the thread's slot).
+    #[inline]
+    pub(crate) fn into_vec(mut self) -> Vec<Entry> {
+        std::mem::take(&mut *self.0)
+    }
+
     #[inline]
     pub(crate) fn push(&mut self, field: Entry) {
         self.0.push(field);
@@ -147,16 +159,33 @@ pub(crate) struct Capture<'a> {
 impl<'a> Capture<'a> {
     #[inline]
     pub(crate) fn new(settings: &'a Settings) -> Self {
+        Self::with_fields(settings, Scratch::new())
+    }
+
+    /// A capture appending to `fields`.
+    #[inline]
+    pub(crate) fn with_fields(settings: &'a Settings, fields: Scratch) -> Self {
         Self {
             redactor: &settings.redactor,
             mask: FieldMask::default(),
             max_value: settings.config.limits.max_value_bytes,
-            fields: Scratch::new(),
+            fields,
             message: None,
             step_name: None,
             otel_name: None,
             correlation_id: None,
             error: false,
+        }
+    }
+
+    /// A step's name: its `step` field, else its message, else the
+    /// callsite's name.
+    #[inline]
+    pub(crate) fn step_name(&mut self, meta: &'static Metadata<'static>) -> Text {
+        match (self.message.take(), self.step_name.take()) {
+            (_, Some(step)) => step,
+            (Some(msg), None) => msg,
+            (None, None) => Text::from_static(meta.name()),
         }
     }
 

@@ -579,19 +579,8 @@ where
             // This thread is inside the current span's trace: the step goes
             // to the journal. A field's `Debug` that logs records through
             // the general path (this thread's state is borrowed).
-            let done = with_local(|l| {
-                let cur = l.current(key)?;
-                let trace = l.trace(cur.slot)?;
-                let mut c = Capture::new(&trace.settings);
-                c.at(meta);
-                event.record(&mut c);
-                let at = trace.elapsed();
-                let name = step_name(&mut c, meta);
-                let mut fields = c.fields;
-                l.journal_step(cur.slot, cur.op(), name, level, at, &mut fields, failed);
-                Some(())
-            });
-            if let Some(Some(())) = done {
+            let done = with_local(|l| l.record_event(key, event));
+            if done == Some(true) {
                 return;
             }
         }
@@ -610,7 +599,7 @@ where
         let mut c = Capture::new(&trace.settings);
         c.at(meta);
         event.record(&mut c);
-        let name = step_name(&mut c, meta);
+        let name = c.step_name(meta);
         let mut fields = c.fields;
         trace.push_step(op, name, level, &mut fields, failed);
     }
@@ -640,16 +629,6 @@ where
         if !journaled && let Some(trace) = self.spans.trace(rec.trace) {
             trace.push_end(op, trace.elapsed());
         }
-    }
-}
-
-/// A step's name: its `step` field, else its message, else the callsite's
-/// name.
-fn step_name(c: &mut Capture<'_>, meta: &'static tracing::Metadata<'static>) -> Text {
-    match (c.message.take(), c.step_name.take()) {
-        (_, Some(step)) => step,
-        (Some(msg), None) => msg,
-        (None, None) => Text::from_static(meta.name()),
     }
 }
 

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use foundation_core::SharedClock;
 use parking_lot::Mutex;
-use tracing::Level;
+use tracing::{Event, Level};
 
-use crate::capture::Scratch;
+use crate::capture::{Capture, Scratch};
 use crate::config::LimitsConfig;
 use crate::layer::Settings;
 use crate::trace::{Dropped, Operation, Step, Trace, TraceId, TraceStatus};
@@ -899,42 +899,55 @@ impl Local {
         self.added();
     }
 
-    /// Journals a step of the trace in `slot` (this thread is inside that
-    /// trace). `false` when its trace has handed out all history positions
-    /// (the step is dropped and counted).
-    #[allow(clippy::too_many_arguments, reason = "the parts of a step, moved once")]
-    pub(crate) fn journal_step(
-        &mut self,
-        slot: u32,
-        op: Option<u32>,
-        name: Text,
-        level: Level,
-        at: Duration,
-        fields: &mut Scratch,
-        failed: bool,
-    ) {
-        let Some(trace) = self.trace(slot) else {
-            return;
+    /// Records `event` as a step of this thread's current span of
+    /// subscriber `key` into the journal, its fields captured straight into
+    /// the journal's field buffer; `false` when that span's record is not
+    /// known here (the general path decides). A field's `Debug` that logs
+    /// meanwhile records through the general path (this state is borrowed).
+    #[inline]
+    pub(crate) fn record_event(&mut self, key: usize, event: &Event<'_>) -> bool {
+        let Some(cur) = self.current(key) else {
+            return false;
+        };
+        let Some(trace) = self.trace(cur.slot) else {
+            return false;
         };
         let Some(seq) = trace.next_seq() else {
             trace.buf.lock().budget.dropped.steps += 1;
-            return;
+            return true;
         };
-        self.open(slot);
-        let b = &mut self.journal.batch;
+        self.open(cur.slot);
+        let Self {
+            traces, journal, ..
+        } = self;
+        let Some(Some(local)) = traces.get(cur.slot as usize) else {
+            return false;
+        };
+        let trace = &local.trace;
+        let meta = event.metadata();
+        let b = &mut journal.batch;
         let start = b.entries.len();
-        fields.drain_into(&mut b.entries);
-        let n = b.entries.len() - start;
+        let mut c = Capture::with_fields(
+            &trace.settings,
+            Scratch::from_vec(std::mem::take(&mut b.entries)),
+        );
+        c.at(meta);
+        event.record(&mut c);
+        let at = trace.elapsed();
+        let name = c.step_name(meta);
+        b.entries = c.fields.into_vec();
+        let level = *meta.level();
         b.steps.push(Step {
             seq,
-            operation: op,
+            operation: cur.op(),
             name,
             level,
             at,
-            fields: Fields::pending(start, n),
-            failed,
+            fields: Fields::pending(start, b.entries.len().saturating_sub(start)),
+            failed: level == Level::ERROR,
         });
         self.added();
+        true
     }
 
     /// Journals the end of operation `op` of the trace with serial
@@ -948,8 +961,15 @@ impl Local {
             return false;
         };
         self.open(slot);
-        self.journal.batch.ends.push((op, end));
-        self.added();
+        // Usually the operation is among the last the journal holds.
+        let ops = &mut self.journal.batch.ops;
+        match ops.iter_mut().rev().take(8).find(|o| o.id == op) {
+            Some(o) => o.end = Some(end),
+            None => {
+                self.journal.batch.ends.push((op, end));
+                self.added();
+            }
+        }
         true
     }
 }

@@ -379,14 +379,20 @@ impl TraceLayer {
         let meta = attrs.metadata();
         with_local(|l| {
             l.forget_created();
-            let Some(cur) = l.current(key) else {
+            let Some((slot, parent)) = l.current_record(key) else {
                 return false;
             };
-            let Some(trace) = l.trace(cur.slot) else {
+            let Some(trace) = l.trace(slot) else {
                 return false;
             };
-            let (name, fields, failed) = if meta.fields().is_empty() {
-                (Text::from_static(meta.name()), Vec::new(), false)
+            let serial = trace.serial;
+            let op = if meta.fields().is_empty() {
+                // The common shape, built in place in the journal.
+                let next = trace.next_op(false);
+                if let Some(next) = next {
+                    l.journal_plain_op(slot, next, parent, meta);
+                }
+                next.map(|n| n.id)
             } else {
                 // A field's `Debug` that logs records through the general
                 // path (this thread's state is borrowed).
@@ -397,17 +403,18 @@ impl TraceLayer {
                     .otel_name
                     .take()
                     .unwrap_or_else(|| Text::from_static(meta.name()));
-                (name, c.fields.take_vec(), c.error)
+                let fields = c.fields.take_vec();
+                let op = trace
+                    .next_op(false)
+                    .map(|n| n.op(parent, name, meta.target(), fields, c.error));
+                let id = op.as_ref().map(|o| o.id);
+                if let Some(op) = op {
+                    l.journal_op(slot, op);
+                }
+                id
             };
-            let op = trace
-                .next_op(false)
-                .map(|slot| slot.op(cur.op(), name, meta.target(), fields, failed));
-            let op_id = op.as_ref().map(|o| o.id);
-            self.spans.insert_child(id, trace.serial, op_id);
-            if let Some(op) = op {
-                l.journal_op(cur.slot, op);
-            }
-            l.created(key, id.into_non_zero_u64(), cur.slot, op_id);
+            self.spans.insert_child(id, serial, op);
+            l.created(key, id.into_non_zero_u64(), slot, op);
             true
         })
         .unwrap_or(false)

@@ -765,6 +765,14 @@ impl Local {
             .copied()
     }
 
+    /// The trace slot and operation of the current span of subscriber
+    /// `key`, when its record is known here.
+    #[inline]
+    pub(crate) fn current_record(&self, key: usize) -> Option<(u32, Option<u32>)> {
+        let f = self.stack.iter().rev().find(|x| x.key == key && !x.again)?;
+        (f.slot != NO_SLOT).then(|| (f.slot, f.op()))
+    }
+
     /// Pushes span `id` of subscriber `key` on the entered stack; returns
     /// whether its record is not known here (neither created last here nor
     /// entered already).
@@ -896,6 +904,30 @@ impl Local {
     pub(crate) fn journal_op(&mut self, slot: u32, op: Operation) {
         self.open(slot);
         self.journal.batch.ops.push(op);
+        self.added();
+    }
+
+    /// Journals a fieldless operation of `meta`'s callsite (built in place).
+    #[inline]
+    pub(crate) fn journal_plain_op(
+        &mut self,
+        slot: u32,
+        next: OpSlot,
+        parent: Option<u32>,
+        meta: &'static tracing::Metadata<'static>,
+    ) {
+        self.open(slot);
+        self.journal.batch.ops.push(Operation {
+            id: next.id,
+            parent,
+            name: Text::from_static(meta.name()),
+            target: Cow::Borrowed(meta.target()),
+            fields: Fields::new(),
+            start: next.start,
+            end: None,
+            failed: false,
+            start_seq: next.seq,
+        });
         self.added();
     }
 

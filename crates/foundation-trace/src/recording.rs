@@ -467,12 +467,13 @@ impl TraceBuf {
         }
         self.ops.append(&mut j.ops);
         if self.steps.is_empty() && self.entries.is_empty() && j.steps.len() <= limits.max_steps {
-            // Everything fits: the journal's vectors become the trace's.
-            std::mem::swap(&mut self.steps, &mut j.steps);
-            std::mem::swap(&mut self.entries, &mut j.entries);
-            self.budget
-                .charge(&mut self.entries, limits.max_trace_bytes);
-            self.failed |= self.steps.iter().any(|s| s.failed);
+            // Everything fits: copied in bulk. The journal keeps its own
+            // vectors, whose memory the thread keeps warm (a trace's vectors
+            // come from traces evicted long ago).
+            self.budget.charge(&mut j.entries, limits.max_trace_bytes);
+            self.failed |= j.steps.iter().any(|s| s.failed);
+            self.steps.append(&mut j.steps);
+            self.entries.append(&mut j.entries);
         } else {
             let mut from = j.entries.drain(..);
             for s in j.steps.drain(..) {

@@ -73,26 +73,48 @@ fn with_layer(config: TraceConfig) -> Dispatch {
     Dispatch::new(tracing_subscriber::registry().with(layer))
 }
 
+/// Times `n` steps of `shape` on a subscriber made fresh for the sample.
+///
+/// The bare registry never frees a closed span (only a layered subscriber
+/// drives its close), so one long-lived registry grows by every span of the
+/// whole run and its samples drift; a fresh subscriber per sample (after a
+/// short warm-up) keeps every sample alike, and both sides get the same
+/// treatment.
+fn sample(make: impl Fn() -> Dispatch, shape: fn(&Dispatch, u64) -> Duration, n: u64) -> Duration {
+    let d = make();
+    shape(&d, 4 * STEPS_PER_ROOT);
+    shape(&d, n)
+}
+
 fn bench(c: &mut Criterion) {
+    let recording = || with_layer(TraceConfig::default());
+    let sampled_off = || with_layer(TraceConfig::default().with_sample_rate(0.0));
+
     let mut g = c.benchmark_group("trace_step_recording");
-    let d = registry();
-    g.bench_function("registry", |b| b.iter_custom(|n| steps(&d, n)));
-    let d = with_layer(TraceConfig::default());
-    g.bench_function("foundation", |b| b.iter_custom(|n| steps(&d, n)));
+    g.bench_function("registry", |b| {
+        b.iter_custom(|n| sample(registry, steps, n))
+    });
+    g.bench_function("foundation", |b| {
+        b.iter_custom(|n| sample(recording, steps, n))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("trace_step_sampled_off");
-    let d = registry();
-    g.bench_function("registry", |b| b.iter_custom(|n| steps(&d, n)));
-    let d = with_layer(TraceConfig::default().with_sample_rate(0.0));
-    g.bench_function("foundation", |b| b.iter_custom(|n| steps(&d, n)));
+    g.bench_function("registry", |b| {
+        b.iter_custom(|n| sample(registry, steps, n))
+    });
+    g.bench_function("foundation", |b| {
+        b.iter_custom(|n| sample(sampled_off, steps, n))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("trace_event_step_recording");
-    let d = registry();
-    g.bench_function("registry", |b| b.iter_custom(|n| events(&d, n)));
-    let d = with_layer(TraceConfig::default());
-    g.bench_function("foundation", |b| b.iter_custom(|n| events(&d, n)));
+    g.bench_function("registry", |b| {
+        b.iter_custom(|n| sample(registry, events, n))
+    });
+    g.bench_function("foundation", |b| {
+        b.iter_custom(|n| sample(recording, events, n))
+    });
     g.finish();
 }
 

@@ -13,7 +13,7 @@ use crate::layer::{
     CORRELATION_ID_FIELD, OTEL_NAME_FIELD, STEP_DATA_FIELD, STEP_NAME_FIELD, Settings,
 };
 use crate::redact::{FieldMask, Redactor};
-use crate::value::{Entry, Text, Value, cut};
+use crate::value::{Entry, TEXT_INLINE, Text, Value, cut};
 
 thread_local! {
     /// A field buffer reused by every capture on this thread (a capture
@@ -61,6 +61,12 @@ impl Scratch {
     #[inline]
     pub(crate) fn push(&mut self, field: Entry) {
         self.0.push(field);
+    }
+
+    /// The field pushed last.
+    #[inline]
+    fn last_mut(&mut self) -> Option<&mut Entry> {
+        self.0.last_mut()
     }
 
     /// Moves the fields, in order, to the end of `out`.
@@ -275,6 +281,20 @@ impl<'a> Capture<'a> {
     #[inline(always)]
     fn push_text(&mut self, field: &Field, s: &str) {
         if self.mask.is_plain(field) {
+            if s.len() <= TEXT_INLINE && s.len() <= self.max_value && self.redactor.leaves(s) {
+                // Short plain text: the entry is pushed first and its bytes
+                // written in place (a text value built on the stack and
+                // then moved is read back wider than it was written, which
+                // stalls the store buffer).
+                self.fields.push((
+                    Cow::Borrowed(field.name()),
+                    Value::Str(Text::inline_empty()),
+                ));
+                if let Some((_, Value::Str(t))) = self.fields.last_mut() {
+                    t.fill_inline(s);
+                }
+                return;
+            }
             let v = self.text(s);
             self.fields.push((Cow::Borrowed(field.name()), v));
         } else {

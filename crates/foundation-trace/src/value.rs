@@ -128,7 +128,7 @@ impl fmt::Display for Value {
 }
 
 /// Text bytes stored inline in a [`Text`].
-const TEXT_INLINE: usize = 30;
+pub(crate) const TEXT_INLINE: usize = 30;
 
 /// Captured text: a name or a text value.
 ///
@@ -174,6 +174,26 @@ impl Text {
                 bytes: inline_bytes(s.as_bytes()),
             }),
             _ => Self::heap(s),
+        }
+    }
+
+    /// Empty inline text, to be filled with [`fill_inline`](Self::fill_inline).
+    #[inline]
+    pub(crate) const fn inline_empty() -> Self {
+        Self(TextRepr::Inline {
+            len: 0,
+            bytes: [0; TEXT_INLINE],
+        })
+    }
+
+    /// Writes `s` (at most 30 bytes) into inline text, in place.
+    #[inline]
+    pub(crate) fn fill_inline(&mut self, s: &str) {
+        if let TextRepr::Inline { len, bytes } = &mut self.0
+            && let (Ok(n), Some(dst)) = (u8::try_from(s.len()), bytes.get_mut(..s.len()))
+        {
+            dst.copy_from_slice(s.as_bytes());
+            *len = n;
         }
     }
 

@@ -113,6 +113,30 @@ pub(crate) struct TraceShared {
     pub(crate) buf: Mutex<TraceBuf>,
 }
 
+/// A step to overwrite in place.
+const BLANK_STEP: Step = Step {
+    seq: 0,
+    operation: None,
+    name: Text::from_static(""),
+    level: Level::INFO,
+    at: Duration::ZERO,
+    fields: Fields::new(),
+    failed: false,
+};
+
+/// An operation to overwrite in place.
+const BLANK_OP: Operation = Operation {
+    id: 0,
+    parent: None,
+    name: Text::from_static(""),
+    target: Cow::Borrowed(""),
+    fields: Fields::new(),
+    start: Duration::ZERO,
+    end: None,
+    failed: false,
+    start_seq: 0,
+};
+
 /// What a new operation gets from its trace.
 #[derive(Clone, Copy)]
 pub(crate) struct OpSlot {
@@ -918,17 +942,17 @@ impl Local {
         meta: &'static tracing::Metadata<'static>,
     ) {
         self.open(slot);
-        self.journal.batch.ops.push(Operation {
-            id: next.id,
-            parent,
-            name: Text::from_static(meta.name()),
-            target: Cow::Borrowed(meta.target()),
-            fields: Fields::new(),
-            start: next.start,
-            end: None,
-            failed: false,
-            start_seq: next.seq,
-        });
+        // Pushed as a constant and filled in place (see `record_event`).
+        let ops = &mut self.journal.batch.ops;
+        ops.push(BLANK_OP);
+        if let Some(o) = ops.last_mut() {
+            o.id = next.id;
+            o.parent = parent;
+            o.name = Text::from_static(meta.name());
+            o.target = Cow::Borrowed(meta.target());
+            o.start = next.start;
+            o.start_seq = next.seq;
+        }
         self.added();
     }
 
@@ -970,15 +994,19 @@ impl Local {
         let name = c.step_name(meta);
         b.entries = c.fields.into_vec();
         let level = *meta.level();
-        b.steps.push(Step {
-            seq,
-            operation: cur.op(),
-            name,
-            level,
-            at,
-            fields: Fields::pending(start, b.entries.len().saturating_sub(start)),
-            failed: level == Level::ERROR,
-        });
+        // Pushed as a constant and filled in place: a step built on the
+        // stack and moved is read back wider than it was written, which
+        // stalls the store buffer.
+        b.steps.push(BLANK_STEP);
+        if let Some(s) = b.steps.last_mut() {
+            s.seq = seq;
+            s.operation = cur.op();
+            s.name = name;
+            s.level = level;
+            s.at = at;
+            s.fields = Fields::pending(start, b.entries.len().saturating_sub(start));
+            s.failed = level == Level::ERROR;
+        }
         self.added();
         true
     }

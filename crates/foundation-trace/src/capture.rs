@@ -31,6 +31,11 @@ thread_local! {
 /// The largest formatting buffer kept for the next value, in bytes.
 const MAX_KEPT_FORMAT: usize = 4096;
 
+/// An entry to overwrite in place.
+const BLANK_ENTRY: Entry = (Cow::Borrowed(""), Value::Bool(false));
+/// A text entry to fill in place.
+const BLANK_TEXT_ENTRY: Entry = (Cow::Borrowed(""), Value::Str(Text::inline_empty()));
+
 /// The fields of one span or event while it is captured.
 ///
 /// The vector is taken from, and given back to, a per-thread slot; it is
@@ -256,7 +261,14 @@ impl<'a> Capture<'a> {
     #[inline(always)]
     fn push_scalar<T>(&mut self, field: &Field, value: T, make: fn(T) -> Value) {
         if self.mask.is_plain(field) {
-            self.fields.push((Cow::Borrowed(field.name()), make(value)));
+            // Pushed as a constant and filled in place: an entry built on
+            // the stack and moved is read back wider than it was written,
+            // which stalls the store buffer.
+            self.fields.push(BLANK_ENTRY);
+            if let Some(e) = self.fields.last_mut() {
+                e.0 = Cow::Borrowed(field.name());
+                e.1 = make(value);
+            }
         } else {
             self.push(field, make(value));
         }
@@ -286,11 +298,9 @@ impl<'a> Capture<'a> {
                 // written in place (a text value built on the stack and
                 // then moved is read back wider than it was written, which
                 // stalls the store buffer).
-                self.fields.push((
-                    Cow::Borrowed(field.name()),
-                    Value::Str(Text::inline_empty()),
-                ));
-                if let Some((_, Value::Str(t))) = self.fields.last_mut() {
+                self.fields.push(BLANK_TEXT_ENTRY);
+                if let Some((name, Value::Str(t))) = self.fields.last_mut() {
+                    *name = Cow::Borrowed(field.name());
                     t.fill_inline(s);
                 }
                 return;

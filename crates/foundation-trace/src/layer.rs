@@ -436,12 +436,19 @@ where
         let nz = id.into_non_zero_u64();
         let missing = with_local(|l| l.enter(key, nz)).unwrap_or(false);
         // A span created elsewhere (an instrumented future polled on
-        // another thread): its record once per entry, not per event.
+        // another thread, or again after it was exited): its record once per
+        // entry, not per event, and its trace from this thread's own slots
+        // when the thread holds it already.
         if missing
             && self.live()
-            && let Some((trace, op, _)) = self.spans.get(id)
+            && let Some(rec) = self.spans.lookup(id)
         {
-            let _ = with_local(|l| l.set_record(key, nz, &trace, op));
+            let held = with_local(|l| l.set_record_by_serial(key, nz, rec.trace, rec.op));
+            if held == Some(false)
+                && let Some(trace) = self.spans.trace(rec.trace)
+            {
+                let _ = with_local(|l| l.set_record(key, nz, &trace, rec.op));
+            }
         }
     }
 
@@ -618,7 +625,10 @@ where
         let Some(rec) = self.spans.remove(&id) else {
             return;
         };
-        if let Some(trace) = rec.root {
+        if rec.is_root {
+            let Some(trace) = self.spans.trace(rec.trace) else {
+                return;
+            };
             let end = trace.elapsed();
             if let Some(op) = rec.op {
                 trace.push_end(op, end);

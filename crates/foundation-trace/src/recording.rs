@@ -21,7 +21,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::num::NonZeroU64;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use foundation_core::SharedClock;
@@ -110,6 +110,8 @@ pub(crate) struct TraceShared {
     counters: AtomicU64,
     /// Operations refused by `limits.max_operations`.
     ops_dropped: AtomicU64,
+    /// Set when the root closed and the trace was taken out.
+    finished: AtomicBool,
     pub(crate) buf: Mutex<TraceBuf>,
 }
 
@@ -225,6 +227,7 @@ impl TraceShared {
             started_wall: SystemTime::now(),
             counters: AtomicU64::new(0),
             ops_dropped: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
             buf: Mutex::new(buf),
         }
     }
@@ -391,6 +394,7 @@ impl TraceShared {
     /// Takes the finished trace out (the buffer is left empty), with the
     /// number of operations, steps and fields it recorded.
     pub(crate) fn finish(&self, end: Duration) -> (Trace, [usize; 3]) {
+        self.finished.store(true, Ordering::Release);
         let buf = std::mem::take(&mut *self.buf.lock());
         let sizes = [buf.ops.len(), buf.steps.len(), buf.entries.len()];
         let mut trace = self.make_trace(buf, Some(end));
@@ -639,7 +643,12 @@ pub(crate) struct Local {
     journal: Journal,
 }
 
+/// A trace this thread holds, with its users here. A slot whose users are
+/// gone keeps its trace until the slot is taken by another trace, so a span
+/// entered again (an instrumented future polled again) finds its trace
+/// without touching a shared reference count.
 struct LocalTrace {
+    serial: u64,
     trace: Arc<TraceShared>,
     users: u32,
 }
@@ -698,33 +707,44 @@ impl Local {
 
     /// The slot of `trace`, with one more user.
     pub(crate) fn hold(&mut self, trace: &Arc<TraceShared>) -> u32 {
-        let found = self
+        if let Some(slot) = self.hold_serial(trace.serial) {
+            return slot;
+        }
+        let t = Some(LocalTrace {
+            serial: trace.serial,
+            trace: Arc::clone(trace),
+            users: 1,
+        });
+        // A free slot, or one whose trace has no users here.
+        let i = match self
             .traces
             .iter()
-            .position(|t| t.as_ref().is_some_and(|t| Arc::ptr_eq(&t.trace, trace)));
-        let i = match found {
-            Some(i) => i,
+            .position(|t| t.as_ref().is_none_or(|t| t.users == 0))
+        {
+            Some(i) => {
+                self.traces[i] = t;
+                i
+            }
             None => {
-                let t = Some(LocalTrace {
-                    trace: Arc::clone(trace),
-                    users: 0,
-                });
-                match self.traces.iter().position(Option::is_none) {
-                    Some(free) => {
-                        self.traces[free] = t;
-                        free
-                    }
-                    None => {
-                        self.traces.push(t);
-                        self.traces.len() - 1
-                    }
-                }
+                self.traces.push(t);
+                self.traces.len() - 1
             }
         };
+        u32::try_from(i).unwrap_or(NO_SLOT)
+    }
+
+    /// The slot holding the trace with serial `serial`, with one more user.
+    #[inline]
+    fn hold_serial(&mut self, serial: u64) -> Option<u32> {
+        let i = self.traces.iter().position(|t| {
+            // A finished trace's serial may be given to a new trace.
+            t.as_ref()
+                .is_some_and(|t| t.serial == serial && !t.trace.finished.load(Ordering::Acquire))
+        })?;
         if let Some(Some(t)) = self.traces.get_mut(i) {
             t.users += 1;
         }
-        u32::try_from(i).unwrap_or(NO_SLOT)
+        u32::try_from(i).ok()
     }
 
     /// One more user of `slot`.
@@ -741,16 +761,12 @@ impl Local {
         self.release(slot);
     }
 
-    /// One user less of `slot`; the slot is freed with its last user.
+    /// One user less of `slot` (the slot keeps its trace until another
+    /// trace needs it).
     #[inline]
     fn release(&mut self, slot: u32) {
-        if let Some(entry) = self.traces.get_mut(slot as usize)
-            && let Some(t) = entry
-        {
-            t.users -= 1;
-            if t.users == 0 {
-                *entry = None;
-            }
+        if let Some(Some(t)) = self.traces.get_mut(slot as usize) {
+            t.users = t.users.saturating_sub(1);
         }
     }
 
@@ -825,6 +841,36 @@ impl Local {
         let missing = !again && frame.slot == NO_SLOT;
         self.stack.push(frame);
         missing
+    }
+
+    /// Sets the record of the innermost entry of span `id` (found after it
+    /// was entered) when this thread holds its trace (by serial); `false`
+    /// when it does not.
+    pub(crate) fn set_record_by_serial(
+        &mut self,
+        key: usize,
+        id: NonZeroU64,
+        serial: u64,
+        op: Option<u32>,
+    ) -> bool {
+        let Some(i) = self
+            .stack
+            .iter()
+            .rposition(|x| x.key == key && x.id == id && !x.again)
+        else {
+            return true;
+        };
+        if self.stack[i].slot != NO_SLOT {
+            return true;
+        }
+        let Some(slot) = self.hold_serial(serial) else {
+            return false;
+        };
+        if let Some(f) = self.stack.get_mut(i) {
+            f.slot = slot;
+            f.op = op.unwrap_or(NO_OP);
+        }
+        true
     }
 
     /// Sets the record of the innermost entry of span `id` (found after it

@@ -7,12 +7,13 @@
 //! closed on another thread than the one that created it, an explicit
 //! parent, an error's snapshot.
 //!
-//! A child span's record is two words: its trace's serial and its
-//! operation. It lives in an open-addressed table of atomic slots, so adding
-//! and removing it takes one compare-and-swap and a few stores rather than a
-//! lock and a hash-map operation. Roots (which hold their trace), spans whose
-//! probe sequence is full, and ids the table cannot hold go to a locked
-//! map; the table never blocks and never grows.
+//! A span's record is one word: its trace's serial, its operation and
+//! whether it is the root. It lives in an open-addressed table of atomic
+//! slots, so adding and removing it takes one compare-and-swap and a few
+//! stores rather than a lock and a hash-map operation. Spans whose probe
+//! sequence is full, and ids the table cannot hold, go to a locked map; the
+//! table never blocks and never grows. The open traces themselves are in a
+//! locked map by serial, read where a thread does not hold the trace yet.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -38,19 +39,22 @@ const GONE: u64 = u64::MAX;
 const OP_BITS: u32 = 21;
 const NO_OP: u64 = (1 << OP_BITS) - 1;
 /// Bits holding the trace's serial.
-const SERIAL_BITS: u32 = 42;
+const SERIAL_BITS: u32 = 41;
 pub(crate) const SERIAL_MASK: u64 = (1 << SERIAL_BITS) - 1;
 /// Set in every packed record (an unset value is no record).
 const VALID: u64 = 1 << 63;
+/// Set in the record of a trace's root span.
+const ROOT: u64 = 1 << 62;
 
 /// What the layer keeps for a recorded span.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SpanRecord {
     /// Its trace's serial.
     pub(crate) trace: u64,
     /// `None` when the operation cap dropped this span.
     pub(crate) op: Option<u32>,
-    /// The trace itself, for the root (which finishes it).
-    pub(crate) root: Option<Arc<TraceShared>>,
+    /// Whether it is its trace's root (which finishes the trace).
+    pub(crate) is_root: bool,
 }
 
 struct Slot {
@@ -91,15 +95,15 @@ pub(crate) struct SpanMap {
     locked_len: AtomicUsize,
     /// The open recorded traces by serial.
     traces: Mutex<IdMap<Arc<TraceShared>>>,
-    serials: AtomicU64,
 }
 
-fn pack(serial: u64, op: Option<u32>) -> u64 {
-    let op = op.map_or(NO_OP, |o| u64::from(o).min(NO_OP));
-    VALID | ((serial & SERIAL_MASK) << OP_BITS) | op
+fn pack(r: SpanRecord) -> u64 {
+    let op = r.op.map_or(NO_OP, |o| u64::from(o).min(NO_OP));
+    let root = if r.is_root { ROOT } else { 0 };
+    VALID | root | ((r.trace & SERIAL_MASK) << OP_BITS) | op
 }
 
-fn unpack(v: u64) -> Option<(u64, Option<u32>)> {
+fn unpack(v: u64) -> Option<SpanRecord> {
     if v & VALID == 0 {
         return None;
     }
@@ -109,7 +113,11 @@ fn unpack(v: u64) -> Option<(u64, Option<u32>)> {
     } else {
         u32::try_from(op).ok()
     };
-    Some(((v >> OP_BITS) & SERIAL_MASK, op))
+    Some(SpanRecord {
+        trace: (v >> OP_BITS) & SERIAL_MASK,
+        op,
+        is_root: v & ROOT != 0,
+    })
 }
 
 // === impl SpanMap ===
@@ -126,7 +134,6 @@ impl SpanMap {
             locked: Mutex::default(),
             locked_len: AtomicUsize::new(0),
             traces: Mutex::default(),
-            serials: AtomicU64::new(0),
         }
     }
 
@@ -141,11 +148,14 @@ impl SpanMap {
         (0..PROBES).filter_map(move |i| self.table.get((home + i) & (SLOTS - 1)))
     }
 
-    /// A serial for a new trace, not used by an open trace.
+    /// A serial for a new trace, not used by an open trace. Serials are
+    /// unique in the process (threads hold traces by serial, whatever
+    /// layer they come from).
     pub(crate) fn new_serial(&self) -> u64 {
+        static SERIALS: AtomicU64 = AtomicU64::new(0);
         let traces = self.traces.lock();
         loop {
-            let s = self.serials.fetch_add(1, Ordering::Relaxed) & SERIAL_MASK;
+            let s = SERIALS.fetch_add(1, Ordering::Relaxed) & SERIAL_MASK;
             if !traces.contains_key(&s) {
                 return s;
             }
@@ -155,25 +165,29 @@ impl SpanMap {
     /// Records root span `id` of `trace`.
     pub(crate) fn insert_root(&self, id: &Id, trace: &Arc<TraceShared>, op: Option<u32>) {
         self.traces.lock().insert(trace.serial, Arc::clone(trace));
-        self.insert_locked(
+        self.insert(
             id,
             SpanRecord {
                 trace: trace.serial,
                 op,
-                root: Some(Arc::clone(trace)),
+                is_root: true,
             },
         );
     }
 
-    fn insert_locked(&self, id: &Id, record: SpanRecord) {
-        let mut locked = self.locked.lock();
-        if locked.insert(id.into_u64(), record).is_none() {
-            self.locked_len.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// Records child span `id` of the trace with serial `trace`.
     pub(crate) fn insert_child(&self, id: &Id, trace: u64, op: Option<u32>) {
+        self.insert(
+            id,
+            SpanRecord {
+                trace,
+                op,
+                is_root: false,
+            },
+        );
+    }
+
+    fn insert(&self, id: &Id, record: SpanRecord) {
         let key = id.into_u64();
         if key != GONE {
             for slot in self.probe(key) {
@@ -184,19 +198,15 @@ impl SpanMap {
                         .compare_exchange(k, key, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                 {
-                    slot.value.store(pack(trace, op), Ordering::Release);
+                    slot.value.store(pack(record), Ordering::Release);
                     return;
                 }
             }
         }
-        self.insert_locked(
-            id,
-            SpanRecord {
-                trace,
-                op,
-                root: None,
-            },
-        );
+        let mut locked = self.locked.lock();
+        if locked.insert(key, record).is_none() {
+            self.locked_len.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The slot holding `key`, if any.
@@ -214,27 +224,23 @@ impl SpanMap {
         None
     }
 
-    /// The serial and operation of span `id`, and its trace if it is a
-    /// root.
-    fn lookup(&self, id: &Id) -> Option<(u64, Option<u32>, Option<Arc<TraceShared>>)> {
+    /// The record of span `id`.
+    pub(crate) fn lookup(&self, id: &Id) -> Option<SpanRecord> {
         let key = id.into_u64();
         if let Some(slot) = self.find(key) {
             let v = slot.value.load(Ordering::Acquire);
             // The slot may have been released and taken by another span
             // meanwhile: the value counts only if the key is still ours.
             if slot.key.load(Ordering::Acquire) == key
-                && let Some((serial, op)) = unpack(v)
+                && let Some(r) = unpack(v)
             {
-                return Some((serial, op, None));
+                return Some(r);
             }
         }
         if self.locked_len.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        self.locked
-            .lock()
-            .get(&key)
-            .map(|r| (r.trace, r.op, r.root.clone()))
+        self.locked.lock().get(&key).copied()
     }
 
     /// The open trace with serial `serial`.
@@ -249,15 +255,13 @@ impl SpanMap {
 
     /// The trace, operation and root flag of the recorded span `id`.
     pub(crate) fn get(&self, id: &Id) -> Option<(Arc<TraceShared>, Option<u32>, bool)> {
-        match self.lookup(id)? {
-            (_, op, Some(trace)) => Some((trace, op, true)),
-            (serial, op, None) => Some((self.trace(serial)?, op, false)),
-        }
+        let r = self.lookup(id)?;
+        Some((self.trace(r.trace)?, r.op, r.is_root))
     }
 
     /// The operation of the recorded span `id`.
     pub(crate) fn op(&self, id: &Id) -> Option<u32> {
-        self.lookup(id).and_then(|(_, op, _)| op)
+        self.lookup(id).and_then(|r| r.op)
     }
 
     /// Removes the record of span `id` (it closed).
@@ -269,12 +273,8 @@ impl SpanMap {
             let v = slot.value.load(Ordering::Acquire);
             slot.value.store(0, Ordering::Release);
             slot.key.store(GONE, Ordering::Release);
-            if let Some((trace, op)) = unpack(v) {
-                return Some(SpanRecord {
-                    trace,
-                    op,
-                    root: None,
-                });
+            if let Some(r) = unpack(v) {
+                return Some(r);
             }
         }
         if self.locked_len.load(Ordering::Relaxed) == 0 {
@@ -297,8 +297,13 @@ mod tests {
     proptest! {
         // Packing keeps every serial (within the mask) and operation.
         #[test]
-        fn pack_round_trips(serial in 0u64..(1 << 42), op in proptest::option::of(0u32..1_048_576)) {
-            prop_assert_eq!(unpack(pack(serial, op)), Some((serial, op)));
+        fn pack_round_trips(
+            serial in 0u64..(1 << 41),
+            op in proptest::option::of(0u32..1_048_576),
+            is_root in any::<bool>(),
+        ) {
+            let r = SpanRecord { trace: serial, op, is_root };
+            prop_assert_eq!(unpack(pack(r)), Some(r));
         }
 
         // Any interleaving of inserts and removals of distinct ids leaves
@@ -321,7 +326,7 @@ mod tests {
                 }
             }
             for (id, serial) in &model {
-                prop_assert_eq!(map.lookup(&Id::from_u64(*id)).map(|r| r.0), Some(*serial));
+                prop_assert_eq!(map.lookup(&Id::from_u64(*id)).map(|r| r.trace), Some(*serial));
             }
         }
     }

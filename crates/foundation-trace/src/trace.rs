@@ -86,7 +86,8 @@ impl Operation {
 #[non_exhaustive]
 pub struct Step {
     /// Position of this step in the trace's history (operations starting and
-    /// steps share one sequence).
+    /// steps share one sequence; positions increase along the history and
+    /// may skip numbers, e.g. where a limit cut an item).
     pub seq: u32,
     /// The operation the step happened in; `None` when that operation was
     /// dropped by the per-trace operation cap.

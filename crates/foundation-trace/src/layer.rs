@@ -443,11 +443,11 @@ where
             && self.live()
             && let Some(rec) = self.spans.lookup(id)
         {
-            let held = with_local(|l| l.set_record_by_serial(key, nz, rec.trace, rec.op));
+            let held = with_local(|l| l.set_record(key, nz, rec.trace, rec.op, None));
             if held == Some(false)
                 && let Some(trace) = self.spans.trace(rec.trace)
             {
-                let _ = with_local(|l| l.set_record(key, nz, &trace, rec.op));
+                let _ = with_local(|l| l.set_record(key, nz, rec.trace, rec.op, Some(&trace)));
             }
         }
     }
@@ -575,7 +575,7 @@ where
         let patch = op.map(|op| Patch {
             op,
             name: c.otel_name.take(),
-            fields: c.fields.take_vec(),
+            fields: c.fields.take_vec().into(),
             failed: c.error,
         });
         trace.update(correlation_id, c.error, patch);

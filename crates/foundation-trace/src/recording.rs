@@ -197,7 +197,7 @@ pub(crate) struct TraceBuf {
 pub(crate) struct Patch {
     pub(crate) op: u32,
     pub(crate) name: Option<Text>,
-    pub(crate) fields: Vec<Entry>,
+    pub(crate) fields: Fields,
     pub(crate) failed: bool,
 }
 
@@ -562,12 +562,7 @@ impl Patch {
         if let Some(n) = self.name {
             o.name = n;
         }
-        for (k, v) in self.fields {
-            match o.fields.iter_mut().find(|(name, _)| *name == k) {
-                Some(slot) => slot.1 = v,
-                None => o.fields.push((k, v)),
-            }
-        }
+        upsert(&mut o.fields, self.fields);
     }
 
     fn merge(&mut self, later: Self) {
@@ -575,11 +570,17 @@ impl Patch {
         if later.name.is_some() {
             self.name = later.name;
         }
-        for (k, v) in later.fields {
-            match self.fields.iter_mut().find(|(name, _)| *name == k) {
-                Some(slot) => slot.1 = v,
-                None => self.fields.push((k, v)),
-            }
+        upsert(&mut self.fields, later.fields);
+    }
+}
+
+/// Sets each of `new` in `fields`: replaces a field of the same name, or
+/// appends it.
+fn upsert(fields: &mut Fields, new: Fields) {
+    for (k, v) in new.iter().cloned() {
+        match fields.iter_mut().find(|(name, _)| *name == k) {
+            Some(slot) => slot.1 = v,
+            None => fields.push((k, v)),
         }
     }
 }
@@ -844,14 +845,15 @@ impl Local {
     }
 
     /// Sets the record of the innermost entry of span `id` (found after it
-    /// was entered) when this thread holds its trace (by serial); `false`
-    /// when it does not.
-    pub(crate) fn set_record_by_serial(
+    /// was entered): its trace from this thread's slots by `serial`, or else
+    /// `trace` when given. `false` when the trace is needed and not given.
+    pub(crate) fn set_record(
         &mut self,
         key: usize,
         id: NonZeroU64,
         serial: u64,
         op: Option<u32>,
+        trace: Option<&Arc<TraceShared>>,
     ) -> bool {
         let Some(i) = self
             .stack
@@ -863,40 +865,16 @@ impl Local {
         if self.stack[i].slot != NO_SLOT {
             return true;
         }
-        let Some(slot) = self.hold_serial(serial) else {
-            return false;
+        let slot = match (self.hold_serial(serial), trace) {
+            (Some(slot), _) => slot,
+            (None, Some(trace)) => self.hold(trace),
+            (None, None) => return false,
         };
         if let Some(f) = self.stack.get_mut(i) {
             f.slot = slot;
             f.op = op.unwrap_or(NO_OP);
         }
         true
-    }
-
-    /// Sets the record of the innermost entry of span `id` (found after it
-    /// was entered).
-    pub(crate) fn set_record(
-        &mut self,
-        key: usize,
-        id: NonZeroU64,
-        trace: &Arc<TraceShared>,
-        op: Option<u32>,
-    ) {
-        let Some(i) = self
-            .stack
-            .iter()
-            .rposition(|x| x.key == key && x.id == id && !x.again)
-        else {
-            return;
-        };
-        if self.stack[i].slot != NO_SLOT {
-            return;
-        }
-        let slot = self.hold(trace);
-        if let Some(f) = self.stack.get_mut(i) {
-            f.slot = slot;
-            f.op = op.unwrap_or(NO_OP);
-        }
     }
 
     /// Whether one of this thread's entered spans is in `slot`.

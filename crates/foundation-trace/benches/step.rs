@@ -7,6 +7,11 @@
 //! - `foundation` in `trace_step_sampled_off`: registry + `TraceLayer` with
 //!   head sampling at 0 (successful traces are not recorded).
 //!
+//! `trace_step_recording_two_threads` runs the recorded step on two threads
+//! at once (each with its own root operations) on one subscriber: shared
+//! state (the span table, the registry's slab) must not make them wait for
+//! each other.
+//!
 //! `trace_event_step_recording` measures the lighter shape: a step is one
 //! event inside an operation span that already exists and is re-entered.
 //!
@@ -64,6 +69,19 @@ fn events(d: &Dispatch, iters: u64) -> Duration {
     })
 }
 
+/// `steps` on two threads at once (each its own root operations), on one
+/// subscriber: the time for `iters` steps in all, so a layer that scales
+/// costs half per step what it costs on one thread.
+fn steps_two_threads(d: &Dispatch, iters: u64) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| steps(d, iters / 2));
+        }
+    });
+    start.elapsed()
+}
+
 fn registry() -> Dispatch {
     Dispatch::new(tracing_subscriber::registry())
 }
@@ -105,6 +123,15 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("foundation", |b| {
         b.iter_custom(|n| sample(sampled_off, steps, n))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("trace_step_recording_two_threads");
+    g.bench_function("registry", |b| {
+        b.iter_custom(|n| sample(registry, steps_two_threads, n))
+    });
+    g.bench_function("foundation", |b| {
+        b.iter_custom(|n| sample(recording, steps_two_threads, n))
     });
     g.finish();
 

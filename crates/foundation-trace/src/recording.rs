@@ -907,14 +907,16 @@ impl Local {
         if slot == NO_SLOT {
             return;
         }
-        if self.journal.batch.len() > 0
-            && let Some(trace) = self.trace(slot)
+        let Self {
+            traces, journal, ..
+        } = self;
+        if journal.batch.len() > 0
+            && let Some(Some(t)) = traces.get(slot as usize)
         {
-            let trace = Arc::clone(trace);
-            trace
+            t.trace
                 .buf
                 .lock()
-                .absorb(&mut self.journal.batch, trace.limits());
+                .absorb(&mut journal.batch, t.trace.limits());
         }
         self.journal.batch.clear();
         self.release(slot);

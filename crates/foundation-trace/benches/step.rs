@@ -104,45 +104,41 @@ fn sample(make: impl Fn() -> Dispatch, shape: fn(&Dispatch, u64) -> Duration, n:
     shape(&d, n)
 }
 
+/// One group: `shape` on the bare registry (the anchor) and on `foundation`.
+fn compare(
+    c: &mut Criterion,
+    group: &str,
+    foundation: fn() -> Dispatch,
+    shape: fn(&Dispatch, u64) -> Duration,
+) {
+    let mut g = c.benchmark_group(group);
+    g.bench_function("registry", |b| {
+        b.iter_custom(|n| sample(registry, shape, n))
+    });
+    g.bench_function("foundation", |b| {
+        b.iter_custom(|n| sample(foundation, shape, n))
+    });
+    g.finish();
+}
+
+fn recording() -> Dispatch {
+    with_layer(TraceConfig::default())
+}
+
+fn sampled_off() -> Dispatch {
+    with_layer(TraceConfig::default().with_sample_rate(0.0))
+}
+
 fn bench(c: &mut Criterion) {
-    let recording = || with_layer(TraceConfig::default());
-    let sampled_off = || with_layer(TraceConfig::default().with_sample_rate(0.0));
-
-    let mut g = c.benchmark_group("trace_step_recording");
-    g.bench_function("registry", |b| {
-        b.iter_custom(|n| sample(registry, steps, n))
-    });
-    g.bench_function("foundation", |b| {
-        b.iter_custom(|n| sample(recording, steps, n))
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("trace_step_sampled_off");
-    g.bench_function("registry", |b| {
-        b.iter_custom(|n| sample(registry, steps, n))
-    });
-    g.bench_function("foundation", |b| {
-        b.iter_custom(|n| sample(sampled_off, steps, n))
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("trace_step_recording_two_threads");
-    g.bench_function("registry", |b| {
-        b.iter_custom(|n| sample(registry, steps_two_threads, n))
-    });
-    g.bench_function("foundation", |b| {
-        b.iter_custom(|n| sample(recording, steps_two_threads, n))
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("trace_event_step_recording");
-    g.bench_function("registry", |b| {
-        b.iter_custom(|n| sample(registry, events, n))
-    });
-    g.bench_function("foundation", |b| {
-        b.iter_custom(|n| sample(recording, events, n))
-    });
-    g.finish();
+    compare(c, "trace_step_recording", recording, steps);
+    compare(c, "trace_step_sampled_off", sampled_off, steps);
+    compare(
+        c,
+        "trace_step_recording_two_threads",
+        recording,
+        steps_two_threads,
+    );
+    compare(c, "trace_event_step_recording", recording, events);
 }
 
 criterion_group!(benches, bench);

@@ -396,17 +396,10 @@ impl TraceLayer {
             } else {
                 // A field's `Debug` that logs records through the general
                 // path (this thread's state is borrowed).
-                let mut c = Capture::new(&trace.settings);
-                c.at(meta);
-                attrs.record(&mut c);
-                let name = c
-                    .otel_name
-                    .take()
-                    .unwrap_or_else(|| Text::from_static(meta.name()));
-                let fields = c.fields.take_vec();
+                let (name, fields, failed, _) = span_parts(&trace.settings, attrs);
                 let op = trace
                     .next_op(false)
-                    .map(|n| n.op(parent, name, meta.target(), fields, c.error));
+                    .map(|n| n.op(parent, name, meta.target(), fields, failed));
                 let id = op.as_ref().map(|o| o.id);
                 if let Some(op) = op {
                     l.journal_op(slot, op);
@@ -419,6 +412,47 @@ impl TraceLayer {
         })
         .unwrap_or(false)
     }
+}
+
+/// The parent the subscriber gives a new span or an event: the current
+/// span (from this thread's state, or else the subscriber's) when
+/// `contextual`, else `explicit`.
+fn parent_id<S>(
+    key: usize,
+    contextual: bool,
+    explicit: Option<&Id>,
+    ctx: &Context<'_, S>,
+) -> Option<Id>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    if !contextual {
+        return explicit.cloned();
+    }
+    match with_local(|l| l.current(key)) {
+        Some(cur) => cur.map(|c| Id::from_non_zero_u64(c.id)),
+        None => ctx.current_span().id().cloned(),
+    }
+}
+
+/// A new span's operation name (its `otel.name`, else the callsite's), its
+/// captured fields, whether they mark it failed, and its `correlation_id`.
+fn span_parts(
+    settings: &Settings,
+    attrs: &Attributes<'_>,
+) -> (Text, Vec<crate::value::Entry>, bool, Option<String>) {
+    let meta = attrs.metadata();
+    if meta.fields().is_empty() {
+        return (Text::from_static(meta.name()), Vec::new(), false, None);
+    }
+    let mut c = Capture::new(settings);
+    c.at(meta);
+    attrs.record(&mut c);
+    let name = c
+        .otel_name
+        .take()
+        .unwrap_or_else(|| Text::from_static(meta.name()));
+    (name, c.fields.take_vec(), c.error, c.correlation_id.take())
 }
 
 impl<S> tracing_subscriber::Layer<S> for TraceLayer
@@ -465,14 +499,7 @@ where
         // The general path: a root, an explicit parent, or a parent whose
         // record this thread does not know.
         let _ = with_local(Local::forget_created);
-        let direct = if attrs.is_contextual() {
-            match with_local(|l| l.current(key)) {
-                Some(cur) => cur.map(|c| Id::from_non_zero_u64(c.id)),
-                None => ctx.current_span().id().cloned(),
-            }
-        } else {
-            attrs.parent().cloned()
-        };
+        let direct = parent_id(key, attrs.is_contextual(), attrs.parent(), &ctx);
         if direct.is_some() && !self.live() {
             // No recorded trace is open, so this span's cannot be one.
             return;
@@ -513,21 +540,10 @@ where
                 (shared, None)
             }
         };
-        let (name, fields, failed) = if meta.fields().is_empty() {
-            (Text::from_static(meta.name()), Vec::new(), false)
-        } else {
-            let mut c = Capture::new(&trace.settings);
-            c.at(meta);
-            attrs.record(&mut c);
-            if is_root && let Some(cid) = c.correlation_id.take() {
-                trace.set_correlation_id(cid);
-            }
-            let name = c
-                .otel_name
-                .take()
-                .unwrap_or_else(|| Text::from_static(meta.name()));
-            (name, c.fields.take_vec(), c.error)
-        };
+        let (name, fields, failed, correlation_id) = span_parts(&trace.settings, attrs);
+        if is_root && let Some(cid) = correlation_id {
+            trace.set_correlation_id(cid);
+        }
         let op = trace.next_op(is_root).map(|slot| {
             let op = slot.op(parent_op, name, meta.target(), fields, failed);
             let id = op.id;
@@ -540,12 +556,7 @@ where
             self.spans.insert_child(id, trace.serial, op);
         }
         let nz = id.into_non_zero_u64();
-        let _ = with_local(|l| {
-            let slot = l.hold(&trace);
-            l.created(key, nz, slot, op);
-            // `created` holds its own use of the slot.
-            l.release_slot(slot);
-        });
+        let _ = with_local(|l| l.created_in(key, nz, &trace, op));
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -598,14 +609,7 @@ where
                 return;
             }
         }
-        let direct = if event.is_contextual() {
-            match with_local(|l| l.current(key)) {
-                Some(cur) => cur.map(|c| Id::from_non_zero_u64(c.id)),
-                None => ctx.current_span().id().cloned(),
-            }
-        } else {
-            event.parent().cloned()
-        };
+        let direct = parent_id(key, event.is_contextual(), event.parent(), &ctx);
         let (trace, op) = match self.home(direct, || ctx.event_span(event).map(|s| s.id())) {
             Home::Recorded((trace, op, _)) => (trace, op),
             Home::Unrecorded | Home::Root => return,

@@ -50,6 +50,8 @@ const SEQ_BITS: u32 = 40;
 /// the two counts never run into each other.
 const SEQ_LIMIT: u64 = 1 << (SEQ_BITS - 1);
 const OPS_LIMIT: u64 = 1 << (63 - SEQ_BITS);
+/// The history-position bits of the counter.
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
 
 /// Where timings come from: the CPU's time-stamp counter through `quanta`
 /// by default (a counter read instead of a `clock_gettime` call), or the
@@ -243,10 +245,10 @@ impl TraceShared {
     /// The next history position, or `None` once a trace has handed out
     /// 2^39 of them.
     fn next_seq(&self) -> Option<u32> {
-        if self.counters.load(Ordering::Relaxed) & (SEQ_LIMIT * 2 - 1) >= SEQ_LIMIT {
+        if self.counters.load(Ordering::Relaxed) & SEQ_MASK >= SEQ_LIMIT {
             return None;
         }
-        let n = self.counters.fetch_add(1, Ordering::Relaxed) & (SEQ_LIMIT * 2 - 1);
+        let n = self.counters.fetch_add(1, Ordering::Relaxed) & SEQ_MASK;
         // Positions past `u32::MAX` all read as the last one.
         Some(u32::try_from(n).unwrap_or(u32::MAX))
     }
@@ -262,7 +264,7 @@ impl TraceShared {
         };
         let now = self.counters.load(Ordering::Relaxed);
         let max_ops = self.limits().max_operations as u64;
-        if now >> SEQ_BITS >= max_ops.min(OPS_LIMIT) || now & (SEQ_LIMIT * 2 - 1) >= SEQ_LIMIT {
+        if now >> SEQ_BITS >= max_ops.min(OPS_LIMIT) || now & SEQ_MASK >= SEQ_LIMIT {
             self.ops_dropped.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -277,7 +279,7 @@ impl TraceShared {
         }
         Some(OpSlot {
             id: u32::try_from(id).unwrap_or(u32::MAX),
-            seq: u32::try_from(n & (SEQ_LIMIT * 2 - 1)).unwrap_or(u32::MAX),
+            seq: u32::try_from(n & SEQ_MASK).unwrap_or(u32::MAX),
             start,
         })
     }
@@ -756,12 +758,6 @@ impl Local {
         }
     }
 
-    /// One user less of `slot` (taken with [`hold`](Self::hold)).
-    #[inline]
-    pub(crate) fn release_slot(&mut self, slot: u32) {
-        self.release(slot);
-    }
-
     /// One user less of `slot` (the slot keeps its trace until another
     /// trace needs it).
     #[inline]
@@ -787,6 +783,24 @@ impl Local {
     pub(crate) fn created(&mut self, key: usize, id: NonZeroU64, slot: u32, op: Option<u32>) {
         self.forget_created();
         self.retain(slot);
+        self.set_created(key, id, slot, op);
+    }
+
+    /// [`created`](Self::created) for a span of `trace`, which this thread
+    /// may not hold yet.
+    pub(crate) fn created_in(
+        &mut self,
+        key: usize,
+        id: NonZeroU64,
+        trace: &Arc<TraceShared>,
+        op: Option<u32>,
+    ) {
+        self.forget_created();
+        let slot = self.hold(trace);
+        self.set_created(key, id, slot, op);
+    }
+
+    fn set_created(&mut self, key: usize, id: NonZeroU64, slot: u32, op: Option<u32>) {
         self.created = Some(Frame {
             key,
             id,
